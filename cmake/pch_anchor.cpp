@@ -1,0 +1,1 @@
+// Anchors the precompiled torch headers shared by tests and examples.
