@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Configures and builds diffinstruct's tests and examples into ./build (or $DIFFINSTRUCT_BUILD_DIR).
+# DIFFINSTRUCT_SANITIZE=1 builds with ASan/UBSan into ./build-sanitize instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sanitize=${DIFFINSTRUCT_SANITIZE:-0}
+default_dir=build
+[ "$sanitize" = 1 ] && default_dir=build-sanitize
+build_dir=${DIFFINSTRUCT_BUILD_DIR:-$default_dir}
+build_type=Release
+[ "$sanitize" = 1 ] && build_type=RelWithDebInfo
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" \
+  -DDIFFINSTRUCT_BUILD_TESTS=ON -DDIFFINSTRUCT_BUILD_EXAMPLES=ON \
+  -DDIFFINSTRUCT_SANITIZE=$([ "$sanitize" = 1 ] && echo ON || echo OFF) >/dev/null
+cmake --build "$build_dir" -j"$(nproc)" "$@"
