@@ -31,13 +31,15 @@ void print_row(const Row& row, double k) {
   const bool agree = r.agrees(k);
   const bool ok = agree == row.expect_agree;
   fmt::print("\n{} | {}   truth: {}\n", row.divergence, row.guidance,
-             r.truth_is_closed_form ? "closed form" : "E[d'(y)ᵀ ∂s_θ/∂θ], same draws (Monte Carlo)");
-  fmt::print("  {:>6}  {:>24}  {:>24}  {:>8}\n", "param", "surrogate ± se", "true ± se", "|z|");
+             r.truth_is_closed_form ? "closed form"
+                                    : "E[d'(y)ᵀ ∂s_θ/∂θ] on the same draws (Monte Carlo; the difference is paired)");
+  fmt::print("  {:>6}  {:>24}  {:>24}  {:>24}  {:>7}\n", "param", "surrogate ± se", "true ± se", "difference ± se", "|z|");
   for (int64_t i = 0; i < n; ++i) {
     const std::string name = i + 1 == n ? "l" : fmt::format("m[{}]", i);
     const double z = r.z()[i].item<double>();
-    fmt::print("  {:>6}  {:>+12.6f} ± {:<9.6f}  {:>+12.6f} ± {:<9.6f}  {:>8.2f}\n", name, r.surrogate.mean[i].item<double>(),
-               r.surrogate.se[i].item<double>(), r.truth.mean[i].item<double>(), r.truth.se[i].item<double>(), std::abs(z));
+    fmt::print("  {:>6}  {:>+12.6f} ± {:<9.6f}  {:>+12.6f} ± {:<9.6f}  {:>+12.2e} ± {:<9.2e}  {:>7.2f}\n", name,
+               r.surrogate.mean[i].item<double>(), r.surrogate.se[i].item<double>(), r.truth.mean[i].item<double>(),
+               r.truth.se[i].item<double>(), r.difference.mean[i].item<double>(), r.difference.se[i].item<double>(), z);
   }
   fmt::print("  verdict: {} (max |z| = {:.2f}; {} expected {})\n", ok ? "OK" : "FAIL", r.max_z(),
              agree ? "agrees," : "disagrees,", row.expect_agree ? "agreement" : "disagreement");

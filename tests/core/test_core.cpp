@@ -172,7 +172,7 @@ TEST_CASE("adapters convert the model's parameterization to eps", "[core][adapte
   CHECK(torch::allclose(d.eps(x_t, torch::zeros({4}, torch::kFloat64), alpha, sigma, di::NoCondition{}), eps, 1e-9, 1e-10));
 }
 
-TEST_CASE("struct conditions reach native and TorchScript models; generators take conditions", "[core][adapter]") {
+TEST_CASE("struct conditions reach native and TorchScript models and generators take conditions", "[core][adapter]") {
   const auto x = torch::zeros({2, 3});
   const auto t = torch::zeros({2});
   TextCondition c{torch::ones({2, 2, 2}), torch::ones({2, 3})};

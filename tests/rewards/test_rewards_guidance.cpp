@@ -112,7 +112,7 @@ struct RewardNetImpl : torch::nn::Module {
 TORCH_MODULE(RewardNet);
 }  // namespace
 
-TEST_CASE("rewards from modules, TorchScript and callables; weighted sums; no reward", "[rewards]") {
+TEST_CASE("rewards from modules, TorchScript and callables, weighted sums and no reward", "[rewards]") {
   torch::manual_seed(4);
   const auto x0 = torch::randn({5, 4}).requires_grad_(true);
   const auto labels = torch::arange(5);

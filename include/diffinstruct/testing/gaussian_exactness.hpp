@@ -37,7 +37,7 @@ struct LinearScore {
 struct GaussianProblem {
   double alpha = std::sqrt(0.5), sigma = std::sqrt(0.5), w = 0.5;  ///< α_t, σ_t, w(t)
   torch::Tensor m;                                                 ///< generator location [D]
-  double l = std::log(0.8);                                        ///< generator log-scale
+  double l = std::log(0.5);                                        ///< generator log-scale
   torch::Tensor mu_c;                                              ///< conditional teacher mean [D]
   double s_c = 1.2;                                                ///< conditional teacher std
   torch::Tensor mu_u;                                              ///< unconditional teacher mean [D]
