@@ -10,6 +10,6 @@ build_dir=${DIFFINSTRUCT_BUILD_DIR:-$default_dir}
 build_type=Release
 [ "$sanitize" = 1 ] && build_type=RelWithDebInfo
 cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" \
-  -DDIFFINSTRUCT_BUILD_TESTS=ON -DDIFFINSTRUCT_BUILD_EXAMPLES=ON \
+  -DDIFFINSTRUCT_BUILD_TESTS=ON -DDIFFINSTRUCT_BUILD_EXAMPLES=ON -DDIFFINSTRUCT_ENABLE_CUDA=ON \
   -DDIFFINSTRUCT_SANITIZE=$([ "$sanitize" = 1 ] && echo ON || echo OFF) >/dev/null
 cmake --build "$build_dir" -j"$(nproc)" "$@"

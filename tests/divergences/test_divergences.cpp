@@ -205,3 +205,27 @@ TEST_CASE("divergences reject malformed input with the component, the expected a
   in.x_t = torch::zeros({4, 3}, torch::kLong);
   CHECK_THROWS_WITH(di::KL().loss(in), Catch::Contains("floating-point `x_t`, got dtype Long"));
 }
+
+#include <diffinstruct/kernels/score_math.hpp>
+
+TEST_CASE("the kernels' per-sample coefficient math reproduces the reference losses and autograd gradients",
+          "[divergences][kernels]") {
+  const auto B = random_batch({5, 2, 7}, torch::kFloat64, 9);
+  for (int which = 0; which < 2; ++which) {
+    const double param = which == 0 ? 0.6 : 1.2;  // c, or SiD's α
+    const auto loss = which == 0 ? di::PseudoHuberScore(param).loss(B.inputs())
+                                 : di::SquaredL2Score(di::SquaredL2ScoreOptions().sid_alpha(param)).loss(B.inputs());
+    const auto grads = torch::autograd::grad({loss.sum()}, {B.a, B.b});
+    const auto s = B.sigma.reshape({5, 1, 1});
+    const auto y = ((B.b - B.a) / s).detach(), g = ((B.a - B.e) / s).detach();
+    for (int64_t i = 0; i < 5; ++i) {
+      const double yy = (y[i] * y[i]).sum().item<double>(), yg = (y[i] * g[i]).sum().item<double>();
+      const double sig = B.sigma[i].item<double>(), w = B.w[i].item<double>();
+      const auto k = which == 0 ? di::kernels::pseudo_huber_coefficients(yy, yg, sig, w, param)
+                                : di::kernels::squared_l2_coefficients(yy, yg, sig, w, param);
+      CHECK_THAT(k.loss, WithinRel(loss[i].item<double>(), 1e-12));
+      CHECK(torch::allclose(grads[0][i], k.ya * y[i] + k.ga * g[i], 1e-10, 1e-12));
+      CHECK(torch::allclose(grads[1][i], k.yb * y[i] + k.gb * g[i], 1e-10, 1e-12));
+    }
+  }
+}
