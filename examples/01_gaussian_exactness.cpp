@@ -62,7 +62,6 @@ int main(int argc, char** argv) {
   app.add_option("--sigmas", k, "agreement threshold in standard errors")->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
 
-  torch::set_num_threads(std::max(1, torch::get_num_threads()));
   const auto p = dt::GaussianProblem::make(dim);
   fmt::print("diffinstruct {} — Gaussian exactness check (MATH.md §5)\n", di::kVersion);
   fmt::print("D = {}, alpha_t = {:.4f}, sigma_t = {:.4f}, w = {:.3f}, generator scale e^l = {:.3f}, teacher s_c = {}, s_u = {}\n",

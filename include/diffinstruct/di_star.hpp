@@ -27,3 +27,6 @@
 
 #include <diffinstruct/losses/assistant_loss.hpp>
 #include <diffinstruct/losses/generator_loss.hpp>
+
+#include <diffinstruct/trainer/checkpoint.hpp>
+#include <diffinstruct/trainer/di_star_trainer.hpp>

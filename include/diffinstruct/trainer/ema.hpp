@@ -1,0 +1,49 @@
+#pragma once
+/// \file Exponential moving average of a set of parameters (the generator's, usually).
+
+#include <diffinstruct/core/checks.hpp>
+
+#include <vector>
+
+namespace diffinstruct {
+
+/// shadow ← decay · shadow + (1 − decay) · parameter, after every applied update.
+///
+/// Example (evaluate with the EMA weights, then go back):
+///   ema.swap(params);  sample();  ema.swap(params);
+class ExponentialMovingAverage {
+ public:
+  ExponentialMovingAverage() = default;
+  ExponentialMovingAverage(const std::vector<torch::Tensor>& params, double decay) : decay_(decay) {
+    TORCH_CHECK(decay >= 0 && decay < 1, "diffinstruct::ExponentialMovingAverage: expected 0 <= decay < 1, got ", decay);
+    torch::NoGradGuard no_grad;
+    for (const auto& p : params) shadow_.push_back(p.detach().clone());
+  }
+
+  void update(const std::vector<torch::Tensor>& params) {
+    torch::NoGradGuard no_grad;
+    TORCH_INTERNAL_ASSERT(params.size() == shadow_.size());
+    for (size_t i = 0; i < params.size(); ++i) shadow_[i].mul_(decay_).add_(params[i].detach(), 1 - decay_);
+  }
+
+  /// Exchanges the shadow values with the parameters' values (call twice to undo).
+  void swap(const std::vector<torch::Tensor>& params) {
+    torch::NoGradGuard no_grad;
+    TORCH_INTERNAL_ASSERT(params.size() == shadow_.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+      auto tmp = params[i].detach().clone();
+      params[i].detach().copy_(shadow_[i]);
+      shadow_[i].copy_(tmp);
+    }
+  }
+
+  double decay() const { return decay_; }
+  std::vector<torch::Tensor>& shadow() { return shadow_; }
+  const std::vector<torch::Tensor>& shadow() const { return shadow_; }
+
+ private:
+  double decay_ = 0.0;
+  std::vector<torch::Tensor> shadow_;
+};
+
+} // namespace diffinstruct
