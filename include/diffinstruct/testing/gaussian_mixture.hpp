@@ -9,6 +9,8 @@
 #include <diffinstruct/core/checks.hpp>
 
 #include <cmath>
+#include <utility>
+#include <vector>
 
 namespace diffinstruct {
 namespace testing {
@@ -45,6 +47,36 @@ struct GaussianMixture {
   torch::Tensor sample(int64_t n, at::Generator gen) const {
     const auto idx = torch::randint(modes(), {n}, gen, torch::kLong);
     return means.index_select(0, idx) + std * torch::randn({n, means.size(1)}, gen, means.options());
+  }
+
+  /// How samples spread over the modes.
+  struct ModeStats {
+    std::vector<double> mass;  ///< fraction of on-support samples at each mode (sums to 1 − off_support)
+    int64_t covered = 0;       ///< modes holding at least `min_mass` of the samples
+    double entropy = 0;        ///< entropy (nats) of the on-support mode distribution; log K is the maximum
+    double off_support = 0;    ///< fraction farther than `radius` from every mode
+  };
+
+  /// A sample counts at a mode when within `radius` of it (default 5 standard deviations).
+  ModeStats mode_stats(const torch::Tensor& x, double radius = -1, double min_mass = 0.02) const {
+    if (radius <= 0) radius = 5 * std;
+    const auto [idx, dist] = nearest(x);
+    const auto on = dist <= radius;
+    const double n = static_cast<double>(x.size(0));
+    ModeStats s;
+    s.off_support = 1.0 - on.sum().item<double>() / n;
+    const auto counts = torch::bincount(idx.masked_select(on), {}, modes()).to(torch::kFloat64);
+    const double on_total = counts.sum().item<double>();
+    for (int64_t k = 0; k < modes(); ++k) {
+      const double m = counts[k].item<double>() / n;
+      s.mass.push_back(m);
+      s.covered += m >= min_mass;
+      if (on_total > 0 && counts[k].item<double>() > 0) {
+        const double p = counts[k].item<double>() / on_total;
+        s.entropy -= p * std::log(p);
+      }
+    }
+    return s;
   }
 
   /// Index of the nearest mode [N] and the distance to it [N].
