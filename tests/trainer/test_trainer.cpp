@@ -313,3 +313,21 @@ TEST_CASE("trainer options are validated with the option's name and value", "[tr
                     Catch::Contains("assistant_adam betas in [0, 1), got (1, 0.999)"));
   CHECK_THROWS_WITH(make_trainer(0, di::DiStarTrainerOptions()).get()->fit(-1), Catch::Contains("steps >= 0"));
 }
+
+TEST_CASE("user-supplied optimizers are checkpointed and restored in place", "[trainer][checkpoint]") {
+  auto trainer = make_trainer(5, di::DiStarTrainerOptions().batch_size(32).seed(2));
+  trainer->set_optimizers(
+      std::make_unique<torch::optim::SGD>(trainer->generator_parameters(), torch::optim::SGDOptions(1e-3).momentum(0.9)),
+      std::make_unique<torch::optim::SGD>(trainer->assistant_parameters(), torch::optim::SGDOptions(1e-2).momentum(0.9)));
+  trainer->fit(4);
+  const auto path = tmp_path("sgd.ckpt");
+  trainer->save(path);
+  trainer->fit(4);
+  const auto straight = snapshot(trainer->generator_parameters());
+  trainer->load(path);
+  CHECK(trainer->step_count() == 4);
+  trainer->fit(4);
+  CHECK(identical(straight, snapshot(trainer->generator_parameters())));
+  CHECK_THROWS_WITH(trainer->set_optimizers(nullptr, nullptr), Catch::Contains("expected two optimizers"));
+  std::filesystem::remove(path);
+}

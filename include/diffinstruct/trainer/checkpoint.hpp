@@ -140,15 +140,30 @@ void DiStarTrainer<G, T, A, C, D, Gd, R, S>::load(const std::string& path) {
   const auto step = detail::read_tensor(ar, "step", path).item<int64_t>();
   const auto non_finite_total = detail::read_tensor(ar, "non_finite_total", path).item<int64_t>();
   const auto rng_state = detail::read_tensor(ar, "rng", path);
-  // Optimizers are restored into fresh objects, swapped in only once all of them loaded.
-  auto gen_opt = detail::make_adam(generator_params_, options.generator_adam());
-  auto asst_opt = detail::make_adam(assistant_params_, options.assistant_adam());
+  // Optimizers (Adam or whatever set_optimizers() installed) load in place; their current state is
+  // kept in memory first and put back if either fails, so a bad file changes nothing.
+  auto snapshot = [](torch::optim::Optimizer& opt) {
+    torch::serialize::OutputArchive out;
+    opt.save(out);
+    std::ostringstream bytes;
+    out.save_to(bytes);
+    return bytes.str();
+  };
+  auto restore = [](torch::optim::Optimizer& opt, const std::string& bytes) {
+    std::istringstream in(bytes);
+    torch::serialize::InputArchive archive;
+    archive.load_from(in);
+    opt.load(archive);
+  };
+  const std::string gen_backup = snapshot(*generator_opt_), asst_backup = snapshot(*assistant_opt_);
   try {
     torch::serialize::InputArchive g, a;
     TORCH_CHECK(ar.try_read("optim_generator", g) && ar.try_read("optim_assistant", a), "missing optimizer state");
-    gen_opt->load(g);
-    asst_opt->load(a);
+    generator_opt_->load(g);
+    assistant_opt_->load(a);
   } catch (const c10::Error& e) {
+    restore(*generator_opt_, gen_backup);
+    restore(*assistant_opt_, asst_backup);
     TORCH_CHECK(false, "diffinstruct::DiStarTrainer::load: cannot restore the optimizers from '", path, "': ", e.what_without_backtrace());
   }
   auto rng = at::make_generator<at::CPUGeneratorImpl>(options.seed());
@@ -160,8 +175,6 @@ void DiStarTrainer<G, T, A, C, D, Gd, R, S>::load(const std::string& path) {
   for (size_t i = 0; i < asst.size(); ++i) asst_live[i].second.detach().copy_(asst[i]);
   ema_ = options.ema_decay() > 0 ? ExponentialMovingAverage(generator_params_, options.ema_decay()) : ExponentialMovingAverage();
   for (size_t i = 0; i < ema.size(); ++i) ema_.shadow()[i].copy_(ema[i]);
-  generator_opt_ = std::move(gen_opt);
-  assistant_opt_ = std::move(asst_opt);
   options_ = options;
   rng_ = rng;
   step_ = step;
