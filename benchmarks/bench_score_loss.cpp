@@ -1,22 +1,27 @@
-// bench_score_loss — forward + backward of the score-divergence surrogate (reference path) at the
-// sizes that matter: a 2-D toy, a 28×28 image, an SDXL latent (4×128×128), next to this machine's
-// copy bandwidth measured in the same binary.
+// bench_score_loss — forward + backward of the score-divergence surrogate, fused kernel versus the
+// reference ATen composition, side by side in one run, at the sizes that matter: a 2-D toy, a 28×28
+// image, an SDXL latent (4×128×128); next to this machine's copy bandwidth measured in the same
+// binary.
 //
-// bytes/s counts the minimum traffic of a one-pass implementation: forward reads a, b, e; backward
-// reads a, b, e and writes ∂L/∂a, ∂L/∂b — 8 tensors of the input's size. The copy benchmark moves 2
-// (read + write). Their ratio is the fraction of memory bandwidth the loss achieves.
+// bytes/s is the *effective* bandwidth: the minimum traffic of a one-pass implementation divided by
+// the time — forward reads a, b, e; backward reads a, b, e and writes ∂L/∂a, ∂L/∂b: 8 tensors of the
+// input's size. A copy moves 2 (read + write). At the end a table gives, per size, the fused/reference
+// speed-up and the fused kernel's effective bandwidth as a fraction of the copy bandwidth.
 #include <diffinstruct/di_star.hpp>
 
 #include <benchmark/benchmark.h>
+#include <fmt/core.h>
 
 #include <filesystem>
+#include <cstdlib>
+#include <map>
+#include <thread>
 
 namespace di = diffinstruct;
 
 namespace {
 
-void score_loss_fwd_bwd(benchmark::State& state, std::vector<int64_t> sample_shape, di::ScoreDistanceKind kind) {
-  torch::NoGradGuard no_grad_outside;  // graph only where we ask for it
+void score_loss_fwd_bwd(benchmark::State& state, std::vector<int64_t> sample_shape, di::ScoreDistanceKind kind, di::KernelBackend backend) {
   const int64_t batch = state.range(0);
   std::vector<int64_t> shape{batch};
   shape.insert(shape.end(), sample_shape.begin(), sample_shape.end());
@@ -27,12 +32,11 @@ void score_loss_fwd_bwd(benchmark::State& state, std::vector<int64_t> sample_sha
   const auto sigma = torch::rand({batch}) * 0.9 + 0.05;
   const auto w = sigma * sigma;
   for (auto _ : state) {
-    torch::AutoGradMode grad(true);
-    const auto loss = di::score_loss(kind, a, b, e, sigma, w, 1.0, di::KernelBackend::kReference).mean();
+    const auto loss = di::score_loss(kind, a, b, e, sigma, w, 1.0, backend).sum();
     const auto grads = torch::autograd::grad({loss}, {a, b});
     benchmark::DoNotOptimize(grads[0].data_ptr());
   }
-  const double bytes = 8.0 * static_cast<double>(e.numel()) * e.element_size();
+  const double bytes = 8.0 * static_cast<double>(e.numel()) * static_cast<double>(e.element_size());
   state.SetBytesProcessed(static_cast<int64_t>(bytes) * state.iterations());
   state.counters["MB_per_call"] = bytes / 1e6;
 }
@@ -47,26 +51,81 @@ void copy_bandwidth(benchmark::State& state) {
   state.SetBytesProcessed(2 * src.numel() * src.element_size() * state.iterations());
 }
 
+// Prints the usual console output, then the side-by-side table.
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    for (const auto& r : runs) {
+      const auto name = r.benchmark_name();
+      seconds_[name] = r.GetAdjustedRealTime() * 1e-9 * unit_scale(r.time_unit);  // per iteration
+      const auto it = r.counters.find("bytes_per_second");
+      if (it != r.counters.end()) bandwidth_[name] = it->second.value;
+    }
+    ConsoleReporter::ReportRuns(runs);
+  }
+  void Finalize() override {
+    ConsoleReporter::Finalize();
+    double copy = 0;
+    for (const auto& [name, bw] : bandwidth_)
+      if (name.rfind("copy_bandwidth", 0) == 0) copy = bw;
+    fmt::print("\n{:<34} {:>12} {:>12} {:>9} {:>12} {:>9}\n", "size / batch", "reference", "fused", "speed-up", "fused GB/s", "of copy");
+    for (const auto& [name, t_ref] : seconds_) {
+      const auto pos = name.find("/reference/");
+      if (pos == std::string::npos) continue;
+      const std::string fused = name.substr(0, pos) + "/fused/" + name.substr(pos + 11);
+      if (!seconds_.count(fused)) continue;
+      const double bw = bandwidth_[fused];
+      fmt::print("{:<34} {:>10.3f}ms {:>10.3f}ms {:>8.2f}x {:>12.2f} {:>8.0f}%\n", name.substr(0, pos) + "/" + name.substr(pos + 11), 1e3 * t_ref,
+                 1e3 * seconds_[fused], t_ref / seconds_[fused], bw / 1e9, copy > 0 ? 100 * bw / copy : 0.0);
+    }
+    fmt::print("copy bandwidth: {:.2f} GB/s (64 MB float32 tensor, read + write)\n", copy / 1e9);
+  }
+
+ private:
+  static double unit_scale(benchmark::TimeUnit u) {
+    switch (u) {
+      case benchmark::kNanosecond: return 1;
+      case benchmark::kMicrosecond: return 1e3;
+      case benchmark::kMillisecond: return 1e6;
+      default: return 1e9;
+    }
+  }
+  std::map<std::string, double> seconds_, bandwidth_;
+};
+
+void register_all() {
+  struct Size {
+    const char* name;
+    std::vector<int64_t> shape;
+    std::vector<int64_t> batches;
+  };
+  const std::vector<Size> sizes{{"toy_2d", {2}, {256, 4096}}, {"image_1x28x28", {1, 28, 28}, {64, 256}}, {"sdxl_4x128x128", {4, 128, 128}, {1, 4, 16}}};
+  for (const auto& size : sizes) {
+    for (auto backend : {di::KernelBackend::kReference, di::KernelBackend::kFused}) {
+      const std::string name = fmt::format("pseudo_huber_{}/{}", size.name, backend == di::KernelBackend::kFused ? "fused" : "reference");
+      auto* b = benchmark::RegisterBenchmark(name.c_str(), score_loss_fwd_bwd, size.shape, di::ScoreDistanceKind::kPseudoHuber, backend);
+      for (auto batch : size.batches) b->Arg(batch);
+      b->Unit(benchmark::kMillisecond);
+    }
+  }
+  benchmark::RegisterBenchmark("copy_bandwidth", copy_bandwidth)->Arg(int64_t{1} << 24)->Unit(benchmark::kMillisecond);
+}
+
 }  // namespace
 
-BENCHMARK_CAPTURE(score_loss_fwd_bwd, huber_toy_2d, std::vector<int64_t>{2}, di::ScoreDistanceKind::kPseudoHuber)
-    ->Arg(256)->Arg(4096)->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(score_loss_fwd_bwd, huber_image_1x28x28, std::vector<int64_t>{1, 28, 28}, di::ScoreDistanceKind::kPseudoHuber)
-    ->Arg(64)->Arg(256)->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(score_loss_fwd_bwd, huber_sdxl_4x128x128, std::vector<int64_t>{4, 128, 128}, di::ScoreDistanceKind::kPseudoHuber)
-    ->Arg(1)->Arg(4)->Arg(16)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(score_loss_fwd_bwd, l2_sdxl_4x128x128, std::vector<int64_t>{4, 128, 128}, di::ScoreDistanceKind::kSquaredL2)
-    ->Arg(4)->Unit(benchmark::kMillisecond);
-BENCHMARK(copy_bandwidth)->Arg(int64_t{1} << 24)->Unit(benchmark::kMillisecond);  // 64 MB float32
-
 int main(int argc, char** argv) {
+  // Debian's LibTorch starts with one intra-op thread unless OMP_NUM_THREADS says otherwise; use every
+  // core unless the caller chose.
+  if (!std::getenv("OMP_NUM_THREADS")) at::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));
   std::error_code ec;
   const auto blas = std::filesystem::canonical("/usr/lib/x86_64-linux-gnu/libblas.so.3", ec);
   benchmark::AddCustomContext("blas", ec ? "unknown" : blas.string());
-  benchmark::AddCustomContext("torch_threads", std::to_string(torch::get_num_threads()));
+  benchmark::AddCustomContext("torch_threads", std::to_string(at::get_num_threads()));
+  register_all();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
+  RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
   return 0;
 }
