@@ -6,8 +6,11 @@
 // bytes/s is the *effective* bandwidth: the minimum traffic of a one-pass implementation divided by
 // the time — forward reads a, b, e; backward reads a, b, e and writes ∂L/∂a, ∂L/∂b: 8 tensors of the
 // input's size. A copy moves 2 (read + write). At the end a table gives, per size, the fused/reference
-// speed-up and the fused kernel's effective bandwidth as a fraction of the copy bandwidth.
+// speed-up and the fused kernel's effective bandwidth as a fraction of the copy bandwidth. On a shared
+// machine run with --benchmark_repetitions=5 --benchmark_report_aggregates_only=true: the table then
+// uses the medians.
 #include <diffinstruct/di_star.hpp>
+#include <diffinstruct/util/threads.hpp>
 
 #include <benchmark/benchmark.h>
 #include <fmt/core.h>
@@ -67,11 +70,18 @@ class RatioReporter : public benchmark::ConsoleReporter {
     ConsoleReporter::Finalize();
     double copy = 0;
     for (const auto& [name, bw] : bandwidth_)
-      if (name.rfind("copy_bandwidth", 0) == 0) copy = bw;
+      if (name.rfind("copy_bandwidth", 0) == 0 && name.find("_mean") == std::string::npos && name.find("_stddev") == std::string::npos &&
+          name.find("_cv") == std::string::npos)
+        copy = bw;
     fmt::print("\n{:<34} {:>12} {:>12} {:>9} {:>12} {:>9}\n", "size / batch", "reference", "fused", "speed-up", "fused GB/s", "of copy");
     for (const auto& [name, t_ref] : seconds_) {
       const auto pos = name.find("/reference/");
       if (pos == std::string::npos) continue;
+      auto ends_with = [&](const char* suffix) {
+        const std::string sfx(suffix);
+        return name.size() >= sfx.size() && name.compare(name.size() - sfx.size(), sfx.size(), sfx) == 0;
+      };
+      if (ends_with("_mean") || ends_with("_stddev") || ends_with("_cv")) continue;  // with repetitions: medians only
       const std::string fused = name.substr(0, pos) + "/fused/" + name.substr(pos + 11);
       if (!seconds_.count(fused)) continue;
       const double bw = bandwidth_[fused];
@@ -99,7 +109,7 @@ void register_all() {
     std::vector<int64_t> shape;
     std::vector<int64_t> batches;
   };
-  const std::vector<Size> sizes{{"toy_2d", {2}, {256, 4096}}, {"image_1x28x28", {1, 28, 28}, {64, 256}}, {"sdxl_4x128x128", {4, 128, 128}, {1, 4, 16}}};
+  const std::vector<Size> sizes{{"toy_2d", {2}, {256, 4096}}, {"image_1x28x28", {1, 28, 28}, {64, 256}}, {"sdxl_4x128x128", {4, 128, 128}, {1, 4, 16, 64}}};
   for (const auto& size : sizes) {
     for (auto backend : {di::KernelBackend::kReference, di::KernelBackend::kFused}) {
       const std::string name = fmt::format("pseudo_huber_{}/{}", size.name, backend == di::KernelBackend::kFused ? "fused" : "reference");
@@ -114,9 +124,7 @@ void register_all() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Debian's LibTorch starts with one intra-op thread unless OMP_NUM_THREADS says otherwise; use every
-  // core unless the caller chose.
-  if (!std::getenv("OMP_NUM_THREADS")) at::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));
+  di::use_threads();  // every core unless OMP_NUM_THREADS says otherwise
   std::error_code ec;
   const auto blas = std::filesystem::canonical("/usr/lib/x86_64-linux-gnu/libblas.so.3", ec);
   benchmark::AddCustomContext("blas", ec ? "unknown" : blas.string());

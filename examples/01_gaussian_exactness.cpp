@@ -8,6 +8,7 @@
 // is rejected.
 
 #include <diffinstruct/testing/gaussian_exactness.hpp>
+#include <diffinstruct/util/threads.hpp>
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
@@ -60,7 +61,10 @@ int main(int argc, char** argv) {
   app.add_option("--cfg", cfg, "guidance scale alpha_cfg (guided = eps_c + alpha_cfg (eps_c - eps_u))")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--sigmas", k, "agreement threshold in standard errors")->check(CLI::PositiveNumber);
+  int threads = 0;
+  app.add_option("--threads", threads, "intra-op threads (0: OMP_NUM_THREADS if set, else every core)")->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
+  threads = di::use_threads(threads);
 
   const auto p = dt::GaussianProblem::make(dim);
   fmt::print("diffinstruct {} — Gaussian exactness check (MATH.md §5)\n", di::kVersion);
