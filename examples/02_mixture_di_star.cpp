@@ -56,7 +56,7 @@ void copy_weights(const Mlp& from, Mlp& to) {
 
 struct ExactTeacher {
   dt::GaussianMixture mixture;
-  di::CosineVPSchedule schedule;
+  di::CosineVPSchedule schedule = di::CosineVPSchedule();
   torch::Tensor operator()(const torch::Tensor& x_t, const torch::Tensor& t) const {
     return mixture.eps(x_t, schedule.alpha(t), schedule.sigma(t));
   }

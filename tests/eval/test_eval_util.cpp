@@ -19,7 +19,7 @@ namespace {
 // Conditional mixture teacher: label 0 keeps the modes with x > 0, label 1 the others, label 2 (null) all.
 struct HalfTeacher {
   dt::GaussianMixture mixture = dt::GaussianMixture::ring();
-  di::CosineVPSchedule schedule;
+  di::CosineVPSchedule schedule = di::CosineVPSchedule();
   torch::Tensor operator()(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& labels) const {
     const auto right = mixture.means.select(1, 0).gt(0.1).unsqueeze(0);                     // [1, K]
     const auto lab = labels.unsqueeze(1);

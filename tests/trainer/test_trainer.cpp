@@ -31,7 +31,7 @@ TORCH_MODULE(Mlp);
 // The exact mixture teacher under the cosine schedule; t ∈ [0, 1].
 struct MixtureTeacher {
   dt::GaussianMixture mixture = dt::GaussianMixture::ring();
-  di::CosineVPSchedule schedule;
+  di::CosineVPSchedule schedule = di::CosineVPSchedule();
   torch::Tensor operator()(const torch::Tensor& x_t, const torch::Tensor& t) const {
     return mixture.eps(x_t, schedule.alpha(t), schedule.sigma(t));
   }

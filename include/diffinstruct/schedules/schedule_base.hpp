@@ -73,8 +73,10 @@ inline void check_times(const torch::Tensor& t, const TimeRange& full, const cha
   check_floating(t, component, "t");
   TORCH_CHECK(t.dim() <= 1, "diffinstruct::", component, ": expected t of shape [B] or a scalar, got ", t.sizes());
   if (t.numel() == 0) return;
-  const double lo = t.min().item<double>();
-  const double hi = t.max().item<double>();
+  // One read-back for both bounds (this runs on every schedule call of a training step).
+  const auto bounds = torch::stack({t.min(), t.max()}).to(torch::kCPU, torch::kFloat64);
+  const double lo = bounds[0].item<double>();
+  const double hi = bounds[1].item<double>();
   TORCH_CHECK(lo >= full.lo && hi <= full.hi, "diffinstruct::", component, ": expected t in [", full.lo, ", ",
               full.hi, "], got values in [", lo, ", ", hi, "]");
 }
@@ -90,6 +92,11 @@ class ScheduleBase {
   torch::Tensor w(const torch::Tensor& t) const {
     const auto& o = self().options();
     return weighting(o.generator_weighting(), self().alpha(t), self().sigma(t), o.sigma_data());
+  }
+  /// w from already computed α_t and σ_t (saves recomputing them in a training step).
+  torch::Tensor w(const torch::Tensor&, const torch::Tensor& alpha, const torch::Tensor& sigma) const {
+    const auto& o = self().options();
+    return weighting(o.generator_weighting(), alpha, sigma, o.sigma_data());
   }
   torch::Tensor lambda(const torch::Tensor& t) const {
     const auto& o = self().options();
