@@ -99,3 +99,35 @@ TEST_CASE("scatter and line plots are real PNG files of the requested size", "[u
   std::filesystem::remove(path);
   std::filesystem::remove(lines);
 }
+
+#include <diffinstruct/util/progress_bar.hpp>
+#include <diffinstruct/util/threads.hpp>
+
+#include <fstream>
+#include <sstream>
+
+TEST_CASE("the progress bar prints one line per tenth when its output is not a terminal", "[util][progress]") {
+  const auto path = tmp("progress.txt");
+  FILE* f = std::fopen(path.c_str(), "w");
+  REQUIRE(f != nullptr);
+  {
+    di::ProgressBar bar("train", 100, f);
+    for (int i = 1; i <= 100; ++i) bar.update(i, "loss " + std::to_string(i));
+    bar.finish();
+  }
+  std::fclose(f);
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  REQUIRE(lines.size() == 10);
+  CHECK_THAT(lines.front(), Catch::StartsWith("train") && Catch::Contains("10.0%") && Catch::Contains("loss 10"));
+  CHECK_THAT(lines.back(), Catch::Contains("100.0%") && Catch::Contains("loss 100"));
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("use_threads sets and reports the intra-op thread count", "[util][threads]") {
+  const int before = at::get_num_threads();
+  CHECK(di::use_threads(1) == 1);
+  CHECK(at::get_num_threads() == 1);
+  at::set_num_threads(before);
+}
