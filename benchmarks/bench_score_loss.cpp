@@ -13,7 +13,7 @@
 #include <diffinstruct/util/threads.hpp>
 
 #include <benchmark/benchmark.h>
-#include <fmt/core.h>
+#include <fmt/format.h>
 
 #include <filesystem>
 #include <cstdlib>

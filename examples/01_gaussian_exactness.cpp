@@ -11,7 +11,7 @@
 #include <diffinstruct/util/threads.hpp>
 
 #include <CLI/CLI.hpp>
-#include <fmt/core.h>
+#include <fmt/format.h>
 
 #include <string>
 

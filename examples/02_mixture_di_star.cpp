@@ -21,7 +21,7 @@
 #include <diffinstruct/util/scatter_png.hpp>
 
 #include <CLI/CLI.hpp>
-#include <fmt/core.h>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
