@@ -4,6 +4,25 @@ cmake_minimum_required(VERSION 3.21)
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
 
+# This build's LibTorch settings reach the consumers through initial-cache files (lists survive intact).
+string(REPLACE "|" ";" PREFIX_PATH "${PREFIX_PATH}")
+function(write_cache file prefix)
+  file(WRITE ${file} "set(CMAKE_PREFIX_PATH \"${prefix}\" CACHE STRING \"\")\n"
+                     "set(Torch_DIR \"${Torch_DIR}\" CACHE PATH \"\")\n"
+                     "set(CMAKE_BUILD_TYPE Release CACHE STRING \"\")\n")
+  if(CXX_STANDARD)
+    file(APPEND ${file} "set(CMAKE_CXX_STANDARD ${CXX_STANDARD} CACHE STRING \"\")\n")
+  endif()
+  if(CUDA_STANDARD)
+    file(APPEND ${file} "set(CMAKE_CUDA_STANDARD ${CUDA_STANDARD} CACHE STRING \"\")\n")
+  endif()
+  if(EXE_LINKER_FLAGS)
+    file(APPEND ${file} "set(CMAKE_EXE_LINKER_FLAGS \"${EXE_LINKER_FLAGS}\" CACHE STRING \"\")\n")
+  endif()
+endfunction()
+write_cache(${WORK_DIR}/lib.cmake "${PREFIX_PATH}")
+write_cache(${WORK_DIR}/app.cmake "${WORK_DIR}/prefix;${PREFIX_PATH}")
+
 set(_launcher "")
 find_program(_ccache ccache)
 if(_ccache)
@@ -20,14 +39,13 @@ endfunction()
 
 if(MODE STREQUAL "find_package")
   # Install the package into a scratch prefix, then build a project that only knows find_package.
-  run(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/lib -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix
-      -DDIFFINSTRUCT_BUILD_TESTS=OFF -DDIFFINSTRUCT_BUILD_EXAMPLES=OFF -DTorch_DIR=${Torch_DIR})
+  run(${CMAKE_COMMAND} -C ${WORK_DIR}/lib.cmake -S ${SOURCE_DIR} -B ${WORK_DIR}/lib -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix
+      -DDIFFINSTRUCT_BUILD_TESTS=OFF -DDIFFINSTRUCT_BUILD_EXAMPLES=OFF)
   run(${CMAKE_COMMAND} --install ${WORK_DIR}/lib)
-  run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer/find_package -B ${WORK_DIR}/app
-      -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DTorch_DIR=${Torch_DIR} -DCMAKE_BUILD_TYPE=Release ${_launcher})
+  run(${CMAKE_COMMAND} -C ${WORK_DIR}/app.cmake -S ${SOURCE_DIR}/tests/consumer/find_package -B ${WORK_DIR}/app ${_launcher})
 elseif(MODE STREQUAL "add_subdirectory")
-  run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer/add_subdirectory -B ${WORK_DIR}/app
-      -DDIFFINSTRUCT_SOURCE_DIR=${SOURCE_DIR} -DTorch_DIR=${Torch_DIR} -DCMAKE_BUILD_TYPE=Release ${_launcher})
+  run(${CMAKE_COMMAND} -C ${WORK_DIR}/lib.cmake -S ${SOURCE_DIR}/tests/consumer/add_subdirectory -B ${WORK_DIR}/app
+      -DDIFFINSTRUCT_SOURCE_DIR=${SOURCE_DIR} ${_launcher})
 else()
   message(FATAL_ERROR "MODE must be find_package or add_subdirectory, got '${MODE}'")
 endif()
