@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The test suite against LibTorch 2.x — the LibTorch inside PyPI's `torch` wheel (CUDA-enabled),
+# next to Debian's 1.13 that scripts/test.sh uses. The wheel's version is pinned here, in one place.
+#   DIFFINSTRUCT_TORCH2_VERSION   wheel version (default below)
+#   DIFFINSTRUCT_TORCH2_VENV      where the wheel is installed (default .torch2-venv, git-ignored)
+# LibTorch 2.15 requires C++20; the library itself is C++17 and compiles as either.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+version=${DIFFINSTRUCT_TORCH2_VERSION:-2.15.0}
+venv=${DIFFINSTRUCT_TORCH2_VENV:-.torch2-venv}
+bash scripts/install_deps.sh
+
+if ! "$venv/bin/python" -c "import torch, sys; sys.exit(not torch.__version__.startswith('$version'))" 2>/dev/null; then
+  echo "diffinstruct: installing torch==$version from PyPI into $venv"
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install -q "torch==$version"
+fi
+torch_dir=$("$venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+site=$(dirname "$torch_dir")
+echo "diffinstruct: LibTorch $("$venv/bin/python" -c 'import torch; print(torch.__version__)') at $torch_dir"
+
+# ld must resolve libtorch_cuda's own dependencies (NCCL, cuDNN, ...) to the wheel's copies, not to an
+# older system CUDA's; GPU detection is skipped (no GPU needed to build).
+link_flags=""
+for d in "$site"/nvidia/*/lib; do link_flags="$link_flags -Wl,-rpath-link,$d"; done
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+cmake -S . -B build-torch2 -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_STANDARD=20 -DCMAKE_CUDA_STANDARD=17 \
+  -DCMAKE_PREFIX_PATH="$torch_dir/share/cmake" -DTorch_DIR="$torch_dir/share/cmake/Torch" \
+  -DCMAKE_EXE_LINKER_FLAGS="$link_flags" \
+  -DDIFFINSTRUCT_BUILD_TESTS=ON -DDIFFINSTRUCT_BUILD_EXAMPLES=ON -DDIFFINSTRUCT_ENABLE_CUDA=ON >/dev/null
+cmake --build build-torch2 -j"$(nproc)"
+cd build-torch2
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+ctest --output-on-failure -j"$(nproc)"
