@@ -110,6 +110,11 @@ TEST_CASE("weightings match their formulas", "[schedules][weighting]") {
   const auto t = f64({100, 700});
   CHECK(torch::allclose(sched.w(t), sched.sigma(t).pow(2) / sched.alpha(t)));
   CHECK(torch::allclose(sched.lambda(t), torch::ones_like(t)));
+  // The α/σ-reusing forms the trainer uses agree with the plain ones.
+  CHECK(torch::allclose(di::generator_weight(sched, t, sched.alpha(t), sched.sigma(t)), sched.w(t)));
+  const di::EdmSchedule edm;
+  const auto te = f64({0.1, 3.0});
+  CHECK(torch::allclose(di::assistant_weight(edm, te, edm.alpha(te), edm.sigma(te)), edm.lambda(te)));
   STATIC_REQUIRE(di::is_schedule_v<di::DiscreteVPSchedule>);
   STATIC_REQUIRE(di::is_schedule_v<di::CosineVPSchedule>);
   STATIC_REQUIRE(di::is_schedule_v<di::EdmSchedule>);

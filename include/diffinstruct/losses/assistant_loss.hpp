@@ -30,7 +30,7 @@ torch::Tensor assistant_loss(Denoiser<AssistantModel, Param>& assistant, const S
   const auto alpha = schedule.alpha(t);
   const auto sigma = schedule.sigma(t);
   const auto x_t = diffuse(x0.detach(), alpha, sigma, noise);
-  return dsm_loss(assistant.eps(x_t, t, alpha, sigma, cond), noise, schedule.lambda(t));
+  return dsm_loss(assistant.eps(x_t, t, alpha, sigma, cond), noise, assistant_weight(schedule, t, alpha, sigma));
 }
 
 } // namespace diffinstruct

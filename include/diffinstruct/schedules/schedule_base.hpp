@@ -102,6 +102,11 @@ class ScheduleBase {
     const auto& o = self().options();
     return weighting(o.assistant_weighting(), self().alpha(t), self().sigma(t), o.sigma_data());
   }
+  /// λ from already computed α_t and σ_t.
+  torch::Tensor lambda(const torch::Tensor&, const torch::Tensor& alpha, const torch::Tensor& sigma) const {
+    const auto& o = self().options();
+    return weighting(o.assistant_weighting(), alpha, sigma, o.sigma_data());
+  }
   torch::Tensor sample_generator_t(int64_t batch, const torch::TensorOptions& options,
                                    c10::optional<at::Generator> gen = c10::nullopt) const {
     return self().sample_t(batch, self().options().generator_range(), options, std::move(gen));
@@ -140,7 +145,30 @@ struct is_schedule<S, std::void_t<decltype(std::declval<const S&>().alpha(std::d
                                   decltype(std::declval<const S&>().sample_assistant_t(int64_t{}, torch::TensorOptions{},
                                                                                        c10::optional<at::Generator>{}))>>
     : std::true_type {};
+
+template <class S, class = void>
+struct has_weights_from_alpha_sigma : std::false_type {};
+template <class S>
+struct has_weights_from_alpha_sigma<
+    S, std::void_t<decltype(std::declval<const S&>().w(std::declval<torch::Tensor>(), std::declval<torch::Tensor>(), std::declval<torch::Tensor>())),
+                   decltype(std::declval<const S&>().lambda(std::declval<torch::Tensor>(), std::declval<torch::Tensor>(),
+                                                            std::declval<torch::Tensor>()))>> : std::true_type {};
 } // namespace detail
+
+/// w(t) given α_t and σ_t already computed: schedules deriving from ScheduleBase reuse them (a training
+/// step computes α and σ once); other schedules recompute from t.
+template <class S>
+torch::Tensor generator_weight(const S& schedule, const torch::Tensor& t, const torch::Tensor& alpha, const torch::Tensor& sigma) {
+  if constexpr (detail::has_weights_from_alpha_sigma<S>::value) return schedule.w(t, alpha, sigma);
+  else return schedule.w(t);
+}
+
+/// λ(t) given α_t and σ_t already computed (see generator_weight).
+template <class S>
+torch::Tensor assistant_weight(const S& schedule, const torch::Tensor& t, const torch::Tensor& alpha, const torch::Tensor& sigma) {
+  if constexpr (detail::has_weights_from_alpha_sigma<S>::value) return schedule.lambda(t, alpha, sigma);
+  else return schedule.lambda(t);
+}
 
 /// True when `S` meets the Schedule contract.
 template <class S>

@@ -50,12 +50,6 @@ struct has_parameters : std::false_type {};
 template <class T>
 struct has_parameters<T, std::void_t<decltype(std::declval<T&>().parameters())>> : std::true_type {};
 
-template <class S, class = void>
-struct has_w_from_alpha_sigma : std::false_type {};
-template <class S>
-struct has_w_from_alpha_sigma<S, std::void_t<decltype(std::declval<const S&>().w(std::declval<torch::Tensor>(), std::declval<torch::Tensor>(),
-                                                                                    std::declval<torch::Tensor>()))>> : std::true_type {};
-
 inline double since_ms(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -299,9 +293,7 @@ class DiStarTrainer {
     const auto noise = randn(x0.sizes().vec());
     auto& sched = policies_.schedule;
     const auto alpha = sched.alpha(t), sigma = sched.sigma(t);
-    torch::Tensor w;
-    if constexpr (detail::has_w_from_alpha_sigma<Schedule>::value) w = sched.w(t, alpha, sigma);  // no recomputation
-    else w = sched.w(t);
+    const auto w = generator_weight(sched, t, alpha, sigma);
     const auto x_t = diffuse(x0, alpha, sigma, noise);
 
     GeneratorLossInputs in;
