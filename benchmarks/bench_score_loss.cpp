@@ -24,32 +24,42 @@ namespace di = diffinstruct;
 
 namespace {
 
-void score_loss_fwd_bwd(benchmark::State& state, std::vector<int64_t> sample_shape, di::ScoreDistanceKind kind, di::KernelBackend backend) {
+// On CUDA every iteration ends with a device synchronisation, so wall time covers the kernels.
+void sync(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize();
+}
+
+void score_loss_fwd_bwd(benchmark::State& state, std::vector<int64_t> sample_shape, di::ScoreDistanceKind kind, di::KernelBackend backend,
+                        torch::Device device) {
   const int64_t batch = state.range(0);
   std::vector<int64_t> shape{batch};
   shape.insert(shape.end(), sample_shape.begin(), sample_shape.end());
   torch::manual_seed(0);
-  const auto e = torch::randn(shape);
-  const auto a = (e + 0.1 * torch::randn(shape)).requires_grad_(true);
-  const auto b = (e + 0.2 * torch::randn(shape)).requires_grad_(true);
-  const auto sigma = torch::rand({batch}) * 0.9 + 0.05;
+  const auto e = torch::randn(shape).to(device);
+  const auto a = (e + 0.1 * torch::randn(shape).to(device)).requires_grad_(true);
+  const auto b = (e + 0.2 * torch::randn(shape).to(device)).requires_grad_(true);
+  const auto sigma = (torch::rand({batch}) * 0.9 + 0.05).to(device);
   const auto w = sigma * sigma;
+  sync(device);
   for (auto _ : state) {
     const auto loss = di::score_loss(kind, a, b, e, sigma, w, 1.0, backend).sum();
     const auto grads = torch::autograd::grad({loss}, {a, b});
     benchmark::DoNotOptimize(grads[0].data_ptr());
+    sync(device);
   }
   const double bytes = 8.0 * static_cast<double>(e.numel()) * static_cast<double>(e.element_size());
   state.SetBytesProcessed(static_cast<int64_t>(bytes) * state.iterations());
   state.counters["MB_per_call"] = bytes / 1e6;
 }
 
-void copy_bandwidth(benchmark::State& state) {
-  const auto src = torch::randn({state.range(0)});
+void copy_bandwidth(benchmark::State& state, torch::Device device) {
+  const auto src = torch::randn({state.range(0)}).to(device);
   auto dst = torch::empty_like(src);
+  sync(device);
   for (auto _ : state) {
     dst.copy_(src);
     benchmark::DoNotOptimize(dst.data_ptr());
+    sync(device);
   }
   state.SetBytesProcessed(2 * src.numel() * src.element_size() * state.iterations());
 }
@@ -68,11 +78,13 @@ class RatioReporter : public benchmark::ConsoleReporter {
   }
   void Finalize() override {
     ConsoleReporter::Finalize();
-    double copy = 0;
-    for (const auto& [name, bw] : bandwidth_)
-      if (name.rfind("copy_bandwidth", 0) == 0 && name.find("_mean") == std::string::npos && name.find("_stddev") == std::string::npos &&
-          name.find("_cv") == std::string::npos)
-        copy = bw;
+    double copy = 0, copy_cuda = 0;
+    for (const auto& [name, bw] : bandwidth_) {
+      if (name.find("_mean") != std::string::npos || name.find("_stddev") != std::string::npos || name.find("_cv") != std::string::npos)
+        continue;
+      if (name.rfind("copy_bandwidth", 0) == 0) copy = bw;
+      if (name.rfind("cuda_copy_bandwidth", 0) == 0) copy_cuda = bw;
+    }
     fmt::print("\n{:<34} {:>12} {:>12} {:>9} {:>12} {:>9}\n", "size / batch", "reference", "fused", "speed-up", "fused GB/s", "of copy");
     for (const auto& [name, t_ref] : seconds_) {
       const auto pos = name.find("/reference/");
@@ -85,10 +97,12 @@ class RatioReporter : public benchmark::ConsoleReporter {
       const std::string fused = name.substr(0, pos) + "/fused/" + name.substr(pos + 11);
       if (!seconds_.count(fused)) continue;
       const double bw = bandwidth_[fused];
+      const double base = name.rfind("cuda_", 0) == 0 ? copy_cuda : copy;  // each device against its own copy
       fmt::print("{:<34} {:>10.3f}ms {:>10.3f}ms {:>8.2f}x {:>12.2f} {:>8.0f}%\n", name.substr(0, pos) + "/" + name.substr(pos + 11), 1e3 * t_ref,
-                 1e3 * seconds_[fused], t_ref / seconds_[fused], bw / 1e9, copy > 0 ? 100 * bw / copy : 0.0);
+                 1e3 * seconds_[fused], t_ref / seconds_[fused], bw / 1e9, base > 0 ? 100 * bw / base : 0.0);
     }
     fmt::print("copy bandwidth: {:.2f} GB/s (64 MB float32 tensor, read + write)\n", copy / 1e9);
+    if (copy_cuda > 0) fmt::print("CUDA device copy bandwidth: {:.2f} GB/s (256 MB float32 tensor, read + write)\n", copy_cuda / 1e9);
   }
 
  private:
@@ -113,12 +127,29 @@ void register_all() {
   for (const auto& size : sizes) {
     for (auto backend : {di::KernelBackend::kReference, di::KernelBackend::kFused}) {
       const std::string name = fmt::format("pseudo_huber_{}/{}", size.name, backend == di::KernelBackend::kFused ? "fused" : "reference");
-      auto* b = benchmark::RegisterBenchmark(name.c_str(), score_loss_fwd_bwd, size.shape, di::ScoreDistanceKind::kPseudoHuber, backend);
+      auto* b = benchmark::RegisterBenchmark(name.c_str(), score_loss_fwd_bwd, size.shape, di::ScoreDistanceKind::kPseudoHuber, backend,
+                                             torch::Device(torch::kCPU));
       for (auto batch : size.batches) b->Arg(batch);
       b->Unit(benchmark::kMillisecond);
     }
   }
-  benchmark::RegisterBenchmark("copy_bandwidth", copy_bandwidth)->Arg(int64_t{1} << 24)->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("copy_bandwidth", copy_bandwidth, torch::Device(torch::kCPU))->Arg(int64_t{1} << 24)->Unit(benchmark::kMillisecond);
+  // On a GPU (fused only where the program links diffinstruct::cuda; kAuto would fall back otherwise).
+  if (!torch::cuda::is_available() || !di::detail::fused_op_registered(c10::DeviceType::CUDA)) return;
+  const std::vector<Size> gpu_sizes{{"image_1x28x28", {1, 28, 28}, {256, 4096}}, {"sdxl_4x128x128", {4, 128, 128}, {1, 4, 16, 64}}};
+  for (const auto& size : gpu_sizes) {
+    for (auto backend : {di::KernelBackend::kReference, di::KernelBackend::kFused}) {
+      const std::string name = fmt::format("cuda_pseudo_huber_{}/{}", size.name, backend == di::KernelBackend::kFused ? "fused" : "reference");
+      auto* b = benchmark::RegisterBenchmark(name.c_str(), score_loss_fwd_bwd, size.shape, di::ScoreDistanceKind::kPseudoHuber, backend,
+                                             torch::Device(torch::kCUDA));
+      for (auto batch : size.batches) b->Arg(batch);
+      b->Unit(benchmark::kMillisecond)->UseRealTime();
+    }
+  }
+  benchmark::RegisterBenchmark("cuda_copy_bandwidth", copy_bandwidth, torch::Device(torch::kCUDA))
+      ->Arg(int64_t{1} << 26)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
 }
 
 }  // namespace

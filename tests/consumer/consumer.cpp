@@ -25,7 +25,15 @@ int main() {
   const auto terms = di::generator_loss(di::PseudoHuberScore(1.0), di::CfgInside(7.5), in);
   terms.total.mean().backward();
   const bool ok = x0.grad().defined() && torch::isfinite(x0.grad()).all().item<bool>();
+  // Linked with diffinstruct::cuda (CONSUMER_LINKS_CUDA_KERNELS), the fused CUDA ops must be registered.
+#ifdef CONSUMER_LINKS_CUDA_KERNELS
+  const bool cuda_expected = true;
+#else
+  const bool cuda_expected = false;
+#endif
+  const bool cuda_ok = di::detail::fused_op_registered(c10::DeviceType::CUDA) == cuda_expected;
   std::cout << "diffinstruct " << di::kVersion << " consumer: loss " << terms.total.mean().item<double>()
-            << (ok ? ", gradient finite" : ", GRADIENT BROKEN") << "\n";
-  return ok ? 0 : 1;
+            << (ok ? ", gradient finite" : ", GRADIENT BROKEN") << ", CUDA kernels " << (cuda_expected ? "linked" : "not linked")
+            << (cuda_ok ? "" : " BUT THEIR REGISTRATION DISAGREES") << "\n";
+  return ok && cuda_ok ? 0 : 1;
 }

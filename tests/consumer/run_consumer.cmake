@@ -40,7 +40,8 @@ endfunction()
 if(MODE STREQUAL "find_package")
   # Install the package into a scratch prefix, then build a project that only knows find_package.
   run(${CMAKE_COMMAND} -C ${WORK_DIR}/lib.cmake -S ${SOURCE_DIR} -B ${WORK_DIR}/lib -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix
-      -DDIFFINSTRUCT_BUILD_TESTS=OFF -DDIFFINSTRUCT_BUILD_EXAMPLES=OFF)
+      -DDIFFINSTRUCT_BUILD_TESTS=OFF -DDIFFINSTRUCT_BUILD_EXAMPLES=OFF -DDIFFINSTRUCT_ENABLE_CUDA=${ENABLE_CUDA})
+  run(${CMAKE_COMMAND} --build ${WORK_DIR}/lib -j2)
   run(${CMAKE_COMMAND} --install ${WORK_DIR}/lib)
   run(${CMAKE_COMMAND} -C ${WORK_DIR}/app.cmake -S ${SOURCE_DIR}/tests/consumer/find_package -B ${WORK_DIR}/app ${_launcher})
 elseif(MODE STREQUAL "add_subdirectory")

@@ -147,16 +147,3 @@ TEST_CASE("the divergences use the fused kernel by default and stay exact", "[ke
   CHECK(torch::allclose(fused, ref, 1e-10, 1e-12));
   CHECK(fused.grad_fn() != ref.grad_fn());
 }
-
-TEST_CASE("[cuda] the reference path on the GPU equals the CPU", "[kernels][cuda]") {
-  if (!torch::cuda::is_available()) {
-    WARN("no CUDA device: skipped");
-    return;
-  }
-  const auto in = make({4, 4, 32, 32}, torch::kFloat32, 10);
-  Inputs gpu{in.a.detach().cuda().requires_grad_(true), in.b.detach().cuda().requires_grad_(true), in.e.cuda(), in.sigma.cuda(),
-             in.w.cuda()};
-  const auto cpu = run(in, di::ScoreDistanceKind::kPseudoHuber, 1.0, di::KernelBackend::kReference);
-  const auto dev = run(gpu, di::ScoreDistanceKind::kPseudoHuber, 1.0, di::KernelBackend::kAuto);
-  require_close({dev.loss.cpu(), dev.ga.cpu(), dev.gb.cpu()}, cpu, 1e-4, 1e-5);
-}

@@ -2,10 +2,11 @@
 /// \file Backend dispatch for the score-divergence surrogate: the seam where fused kernels plug in.
 ///
 /// `score_loss` is what the divergence policies call. `KernelBackend::kAuto` picks the fastest
-/// implementation for the inputs: the fused CPU kernel for CPU tensors (float, double, bfloat16,
-/// half) whose e, σ and w need no gradient, else the reference composition of ATen ops. (The CUDA
-/// kernels, when built, will slot in before the CPU one.) `kReference` always forces the oracle;
-/// `kFused` demands a fused kernel and throws when none applies.
+/// implementation for the inputs, by device: the fused CUDA kernels for GPU tensors (float, half,
+/// bfloat16) when the program links `diffinstruct::cuda`, the fused CPU kernel for CPU tensors
+/// (float, double, bfloat16, half), and otherwise the reference composition of ATen ops. Inputs whose
+/// e, σ or w need a gradient always take the reference. `kReference` forces the oracle; `kFused`
+/// demands a fused kernel and throws with the reason when none applies.
 
 #include <diffinstruct/kernels/fused_score_loss.hpp>
 #include <diffinstruct/kernels/reference/score_loss.hpp>
@@ -20,22 +21,21 @@ enum class KernelBackend {
 };
 
 /// The closed-form distances that have a dedicated (fused) surrogate.
-enum class ScoreDistanceKind { kPseudoHuber, kSquaredL2 };
+/// The values are the kernels' `distance` argument (0 = pseudo-Huber, 1 = squared L2).
+enum class ScoreDistanceKind { kPseudoHuber = 0, kSquaredL2 = 1 };
+static_assert(static_cast<int>(ScoreDistanceKind::kSquaredL2) == static_cast<int>(kernels::cpu::Distance::kSquaredL2) &&
+                  static_cast<int>(ScoreDistanceKind::kPseudoHuber) == static_cast<int>(kernels::cpu::Distance::kPseudoHuber),
+              "ScoreDistanceKind and the kernels' distance codes must agree");
 
 /// Per-sample score-divergence surrogate [B]; `param` is c (pseudo-Huber) or SiD's α (squared L2).
 inline torch::Tensor score_loss(ScoreDistanceKind kind, const torch::Tensor& a, const torch::Tensor& b,
                                 const torch::Tensor& e, const torch::Tensor& sigma, const torch::Tensor& w, double param,
                                 KernelBackend backend = KernelBackend::kAuto) {
   if (backend != KernelBackend::kReference) {
-    if (detail::fused_cpu_applies(a, b, e, sigma, w)) {
-      const auto d = kind == ScoreDistanceKind::kPseudoHuber ? kernels::cpu::Distance::kPseudoHuber
-                                                             : kernels::cpu::Distance::kSquaredL2;
-      return detail::FusedScoreLossCpu::apply(a, b, e, sigma, w, param, static_cast<int64_t>(d));
-    }
-    TORCH_CHECK(backend != KernelBackend::kFused, "diffinstruct::score_loss: no fused kernel for inputs on ", a.device(), " with dtype ",
-                a.scalar_type(), (e.requires_grad() || sigma.requires_grad() || w.requires_grad())
-                                     ? " where e, sigma or w require gradients (the fused kernel treats them as constants)"
-                                     : "", "; use KernelBackend::kAuto or kReference");
+    const std::string why_not = detail::fused_unavailable_reason(a, b, e, sigma, w);
+    if (why_not.empty()) return detail::FusedScoreLoss::apply(a, b, e, sigma, w, param, static_cast<int64_t>(kind));
+    TORCH_CHECK(backend != KernelBackend::kFused, "diffinstruct::score_loss: no fused kernel for ", why_not,
+                "; use KernelBackend::kAuto or kReference");
   }
   switch (kind) {
     case ScoreDistanceKind::kPseudoHuber: return reference::pseudo_huber_score_loss(a, b, e, sigma, w, param);

@@ -1,0 +1,50 @@
+#pragma once
+/// \file Grids of grey-scale images written as PNG, one row per class with its name on the left
+/// (for sample sheets; needs libstb: link `stb`).
+
+#include <diffinstruct/util/scatter_png.hpp>
+
+namespace diffinstruct {
+
+struct ImageGridOptions {
+  TORCH_ARG(int, zoom) = 3;             ///< each image pixel becomes zoom × zoom
+  TORCH_ARG(int, label_width) = 96;     ///< pixels left of each row for its label (0: no labels)
+  TORCH_ARG(std::string, title) = "";
+  TORCH_ARG(double, low) = -1.0;        ///< value drawn black
+  TORCH_ARG(double, high) = 1.0;        ///< value drawn white
+};
+
+/// `images` [rows, cols, 1, H, W]; `row_labels` empty or one per row. Throws if it cannot write.
+inline void write_image_grid_png(const std::string& path, const torch::Tensor& images, const std::vector<std::string>& row_labels,
+                                 const ImageGridOptions& options = {}) {
+  TORCH_CHECK(images.dim() == 5 && images.size(2) == 1, "diffinstruct::write_image_grid_png: expected images [rows, cols, 1, H, W], got ",
+              images.sizes());
+  TORCH_CHECK(row_labels.empty() || static_cast<int64_t>(row_labels.size()) == images.size(0), "diffinstruct::write_image_grid_png: ",
+              row_labels.size(), " labels for ", images.size(0), " rows");
+  TORCH_CHECK(options.zoom() >= 1 && options.zoom() <= 32, "diffinstruct::write_image_grid_png: expected zoom in [1, 32], got ", options.zoom());
+  TORCH_CHECK(options.high() > options.low(), "diffinstruct::write_image_grid_png: expected high > low");
+  const auto img = ((images.detach().to(torch::kCPU, torch::kFloat32) - options.low()) / (options.high() - options.low())).clamp(0, 1).contiguous();
+  const int rows = static_cast<int>(img.size(0)), cols = static_cast<int>(img.size(1));
+  const int h = static_cast<int>(img.size(3)), w = static_cast<int>(img.size(4)), z = options.zoom(), gap = 2;
+  const int top = options.title().empty() ? gap : 20;
+  const int cell_w = w * z + gap, cell_h = h * z + gap;
+  detail::Canvas canvas(options.label_width() + cols * cell_w + gap, top + rows * cell_h + gap);
+  canvas.rect(0, 0, canvas.width(), top + rows * cell_h + gap, {0.93f, 0.93f, 0.93f});
+  if (!options.title().empty()) canvas.text(4, 4, options.title(), 2, {0.1f, 0.1f, 0.1f});
+  const auto acc = img.accessor<float, 5>();
+  for (int r = 0; r < rows; ++r) {
+    const int y0 = top + r * cell_h;
+    if (!row_labels.empty() && options.label_width() > 0) canvas.text(4, y0 + cell_h / 2 - 6, row_labels[static_cast<size_t>(r)], 2, {0.1f, 0.1f, 0.1f});
+    for (int c = 0; c < cols; ++c) {
+      const int x0 = options.label_width() + c * cell_w + gap;
+      for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+          const float v = acc[r][c][0][y][x];
+          canvas.rect(x0 + x * z, y0 + gap + y * z, x0 + (x + 1) * z, y0 + gap + (y + 1) * z, {v, v, v});
+        }
+    }
+  }
+  TORCH_CHECK(canvas.write_png(path), "diffinstruct::write_image_grid_png: cannot write '", path, "'");
+}
+
+}  // namespace diffinstruct

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# On a machine with an NVIDIA GPU: build the tests and the kernel benchmark with the CUDA extension
+# against the LibTorch inside that machine's Python torch, run the CUDA tests, run the kernel
+# benchmark, and print a short table. Needs: nvcc, a CUDA-enabled `torch` for $PYTHON (default python3),
+# cmake, g++, and the folder _deps/prefix made here by scripts/gpu_deps.sh (no network needed there).
+#   PYTHON                          the Python whose torch to build against
+#   DIFFINSTRUCT_CUDA_ARCHITECTURES GPU architectures (default 90: H100/H200)
+#   OUT                             where to copy the logs (optional)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+[ -d _deps/prefix ] || { echo "gpu.sh: _deps/prefix missing: run scripts/gpu_deps.sh on the build machine and carry _deps" >&2; exit 1; }
+torch_dir=$("$python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+torch_version=$("$python" -c 'import torch; print(torch.__version__)')
+cxx_std=$("$python" -c 'import torch; v = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]); print(20 if v >= (2, 10) else 17)')
+site=$(dirname "$torch_dir")
+link_flags=""
+for d in "$site"/nvidia/*/lib; do [ -d "$d" ] && link_flags="$link_flags -Wl,-rpath-link,$d"; done
+echo "gpu.sh: LibTorch $torch_version (C++$cxx_std) at $torch_dir; nvcc $(nvcc --version | grep -o 'release [0-9.]*')"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+
+export LD_LIBRARY_PATH="$PWD/_deps/prefix/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_STANDARD="$cxx_std" -DCMAKE_CUDA_STANDARD=17 \
+  -DCMAKE_PREFIX_PATH="$torch_dir/share/cmake;$PWD/_deps/prefix" -DTorch_DIR="$torch_dir/share/cmake/Torch" \
+  -DCMAKE_EXE_LINKER_FLAGS="$link_flags" \
+  -DDIFFINSTRUCT_ENABLE_CUDA=ON -DDIFFINSTRUCT_BUILD_TESTS=ON -DDIFFINSTRUCT_BUILD_EXAMPLES=OFF -DDIFFINSTRUCT_BUILD_BENCHMARKS=ON \
+  -DDIFFINSTRUCT_CUDA_ARCHITECTURES="${DIFFINSTRUCT_CUDA_ARCHITECTURES:-90}" >/dev/null
+cmake --build build-gpu -j"$(nproc)" --target diffinstruct_tests bench_score_loss
+[ -f build-gpu/src/cuda/libdiffinstruct_cuda.so ] || { echo "gpu.sh: the CUDA extension was not built (is this torch CUDA-enabled?)" >&2; exit 1; }
+
+logs=${OUT:-build-gpu}
+status=0
+echo "== CUDA tests"
+build-gpu/tests/diffinstruct_tests "[cuda],[cuda-extension],[kernels]" --reporter compact 2>&1 | tee "$logs/gpu_tests.log" || status=1
+echo "== kernel benchmark"
+build-gpu/benchmarks/bench_score_loss --benchmark_filter='cuda_' --benchmark_min_time=0.2 2>&1 | tee "$logs/gpu_bench.log" || status=1
+exit $status
