@@ -9,6 +9,7 @@ packages=(
   libeigen3-dev libfmt-dev            # the package config's dependencies
   catch2                              # tests
   libcli11-dev nlohmann-json3-dev libstb-dev  # example programs
+  zlib1g-dev dataset-fashion-mnist     # the Fashion-MNIST miniature (IDX files, gzip)
   libbenchmark-dev                    # benchmarks
 )
 
