@@ -11,6 +11,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libstb-dev  # example programs
   zlib1g-dev dataset-fashion-mnist     # the Fashion-MNIST miniature (IDX files, gzip)
   libbenchmark-dev                    # benchmarks
+  libgloo-dev                         # data-parallel training (headers of c10d's Gloo process group)
 )
 
 missing=()

@@ -7,6 +7,8 @@
 ///   static C concat(const C& a, const C& b);             // a's rows then b's rows
 ///   static C broadcast(const C& c, int64_t batch);       // a 1-row condition (e.g. the null one) to `batch` rows
 ///   static void append_ivalues(const C& c, std::vector<torch::jit::IValue>& args);  // TorchScript arguments
+/// Optional, needed only for data-parallel training (each rank takes its rows of a global batch):
+///   static C slice(const C& c, int64_t begin, int64_t end);  // rows [begin, end)
 /// Shipped: `torch::Tensor` (any [B, ...] tensor: labels, embeddings) and `NoCondition`.
 /// Specialise it for a struct of tensors (docs/policies.md shows SDXL's three-tensor condition).
 
@@ -50,6 +52,7 @@ struct ConditionTraits<torch::Tensor> {
     return c.expand(shape).contiguous();
   }
   static void append_ivalues(const torch::Tensor& c, std::vector<torch::jit::IValue>& args) { args.emplace_back(c); }
+  static torch::Tensor slice(const torch::Tensor& c, int64_t begin, int64_t end) { return c.slice(0, begin, end); }
 };
 
 template <>
@@ -58,6 +61,7 @@ struct ConditionTraits<NoCondition> {
   static NoCondition concat(const NoCondition&, const NoCondition&) { return {}; }
   static NoCondition broadcast(const NoCondition&, int64_t) { return {}; }
   static void append_ivalues(const NoCondition&, std::vector<torch::jit::IValue>&) {}
+  static NoCondition slice(const NoCondition&, int64_t, int64_t) { return {}; }
 };
 
 namespace detail {
@@ -69,6 +73,13 @@ struct is_condition<C, std::void_t<decltype(ConditionTraits<C>::batch_size(std::
                                    decltype(ConditionTraits<C>::broadcast(std::declval<const C&>(), int64_t{})),
                                    decltype(ConditionTraits<C>::append_ivalues(
                                        std::declval<const C&>(), std::declval<std::vector<torch::jit::IValue>&>()))>>
+    : std::true_type {};
+
+/// Does ConditionTraits<C> provide the optional slice (needed by data-parallel training)?
+template <class C, class = void>
+struct has_condition_slice : std::false_type {};
+template <class C>
+struct has_condition_slice<C, std::void_t<decltype(ConditionTraits<C>::slice(std::declval<const C&>(), int64_t{}, int64_t{}))>>
     : std::true_type {};
 
 template <class C>

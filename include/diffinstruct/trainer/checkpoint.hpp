@@ -10,6 +10,7 @@
 
 #include <diffinstruct/trainer/di_star_trainer.hpp>
 
+#include <exception>
 #include <filesystem>
 #include <sstream>
 
@@ -81,6 +82,14 @@ inline DiStarTrainerOptions options_from_tensor(const torch::Tensor& t, int64_t 
 
 template <class G, class T, class A, class C, class D, class Gd, class R, class S>
 void DiStarTrainer<G, T, A, C, D, Gd, R, S>::save(const std::string& path) {
+  // Data-parallel: every rank holds the same state; rank 0 writes, the others wait until it has.
+  struct BarrierAtExit {
+    Collectives* dp;
+    ~BarrierAtExit() noexcept(false) {
+      if (dp && std::uncaught_exceptions() == 0) dp->barrier();
+    }
+  } barrier_at_exit{dp_.get()};
+  if (dp_ && dp_->rank() != 0) return;
   torch::serialize::OutputArchive ar;
   ar.write("format", torch::tensor(detail::kCheckpointFormat));
   detail::write_named(ar, "generator", detail::named_state(generator_.model()));
@@ -179,6 +188,7 @@ void DiStarTrainer<G, T, A, C, D, Gd, R, S>::load(const std::string& path) {
   rng_ = rng;
   step_ = step;
   non_finite_total_ = non_finite_total;
+  broadcast_state();  // data-parallel: every rank continues from rank 0's values
 }
 
 } // namespace diffinstruct

@@ -7,6 +7,7 @@
 #include <diffinstruct/rewards/guidance.hpp>
 #include <diffinstruct/rewards/reward.hpp>
 #include <diffinstruct/schedules/discrete_vp.hpp>
+#include <diffinstruct/trainer/collectives.hpp>
 #include <diffinstruct/trainer/ema.hpp>
 #include <diffinstruct/trainer/model_state.hpp>
 #include <diffinstruct/trainer/options.hpp>
@@ -135,6 +136,22 @@ class DiStarTrainer {
   /// Where the trainer's messages go (nothing is printed without a sink).
   void set_log_sink(std::function<void(const std::string&)> sink) { sink_ = std::move(sink); }
 
+  /// Makes this trainer one rank of a data-parallel run (distributed/data_parallel.hpp): the batch
+  /// size becomes per rank; every rank draws the same global batch of noise, conditions and times
+  /// from the shared seed and keeps its own rows, so N ranks × batch B follow the same trajectory as
+  /// 1 rank × batch N·B; gradients and statistics are averaged over ranks before clipping; rank 0's
+  /// parameters are broadcast now and after every load(); only rank 0 writes checkpoints.
+  void set_data_parallel(std::shared_ptr<Collectives> collectives) {
+    TORCH_CHECK(collectives, "diffinstruct::DiStarTrainer::set_data_parallel: expected collectives, got a null pointer");
+    if constexpr (!detail::has_condition_slice<Cond>::value) {
+      TORCH_CHECK(collectives->world_size() == 1, "diffinstruct::DiStarTrainer::set_data_parallel: data-parallel training needs "
+                  "ConditionTraits<Cond>::slice(c, begin, end) for this condition type (docs/policies.md#conditions)");
+    }
+    dp_ = std::move(collectives);
+    broadcast_state();
+  }
+  const std::shared_ptr<Collectives>& data_parallel() const { return dp_; }
+
   /// One DI* iteration.
   StepStats step() {
     StepStats stats;
@@ -217,8 +234,40 @@ class DiStarTrainer {
   }
   bool ema_decay_on() const { return options_.ema_decay() > 0; }
 
+  int world() const { return dp_ ? dp_->world_size() : 1; }
+  /// This rank's rows [rank·B, (rank+1)·B) of a global batch drawn on every rank alike.
+  template <class T>
+  T own_rows(const T& global) const {
+    if (world() == 1) return global;
+    const int64_t B = options_.batch_size(), r = dp_->rank();
+    if constexpr (std::is_same_v<T, torch::Tensor>) return global.slice(0, r * B, (r + 1) * B).contiguous();
+    else return ConditionTraits<T>::slice(global, r * B, (r + 1) * B);
+  }
   torch::Tensor randn(std::vector<int64_t> shape) {
-    return torch::randn(shape, rng_, torch::TensorOptions().dtype(tensor_options_.dtype())).to(tensor_options_.device());
+    shape[0] *= world();
+    return own_rows(torch::randn(shape, rng_, torch::TensorOptions().dtype(tensor_options_.dtype()))).to(tensor_options_.device());
+  }
+  /// Rank 0's generator, assistant and EMA values to every rank.
+  void broadcast_state() {
+    if (!dp_) return;
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> values;
+    for (const auto& p : generator_params_) values.push_back(p.detach());
+    for (const auto& p : assistant_params_) values.push_back(p.detach());
+    for (const auto& e : ema_.shadow()) values.push_back(e);
+    dp_->broadcast(values, 0);
+  }
+  /// Averages gradients (undefined ones count as zeros) and the values in `summary` over ranks.
+  void average_over_ranks(std::vector<torch::Tensor>& grads, const std::vector<torch::Tensor>& params, torch::Tensor& summary) {
+    if (!dp_) return;
+    for (size_t i = 0; i < grads.size(); ++i)
+      if (!grads[i].defined()) grads[i] = torch::zeros_like(params[i]);
+    std::vector<torch::Tensor> all(grads.begin(), grads.end());
+    summary = summary.to(params.front().device()).contiguous();
+    all.push_back(summary);
+    dp_->average(all);
+    for (size_t i = 0; i < grads.size(); ++i) grads[i] = all[i];
+    summary = all.back().to(torch::kCPU);
   }
   std::vector<int64_t> batch_shape() const {
     std::vector<int64_t> s{options_.batch_size()};
@@ -227,13 +276,14 @@ class DiStarTrainer {
   }
   Cond draw_condition() {
     if constexpr (std::is_same_v<Cond, NoCondition>) return NoCondition{};
-    else return conditions_.sample(options_.batch_size(), rng_);
+    else return own_rows(conditions_.sample(options_.batch_size() * world(), rng_));
   }
   torch::Tensor draw_t(bool generator_phase) {
     const auto cpu = torch::TensorOptions().dtype(tensor_options_.dtype());
-    const auto t = generator_phase ? policies_.schedule.sample_generator_t(options_.batch_size(), cpu, rng_)
-                                   : policies_.schedule.sample_assistant_t(options_.batch_size(), cpu, rng_);
-    return t.to(tensor_options_.device());
+    const int64_t n = options_.batch_size() * world();
+    const auto t = generator_phase ? policies_.schedule.sample_generator_t(n, cpu, rng_)
+                                   : policies_.schedule.sample_assistant_t(n, cpu, rng_);
+    return own_rows(t).to(tensor_options_.device());
   }
 
   /// Handles a dropped update: counts it, logs it, throws under kThrow.
@@ -272,8 +322,10 @@ class DiStarTrainer {
     const auto t = draw_t(/*generator_phase=*/false);
     const auto noise = randn(x0.sizes().vec());
     const torch::Tensor loss = assistant_loss(assistant_, policies_.schedule, x0, c, t, noise).mean();
-    const double loss_value = loss.item<double>();
-    const auto grads = torch::autograd::grad({loss}, assistant_params_, {}, false, false, /*allow_unused=*/true);
+    auto grads = torch::autograd::grad({loss}, assistant_params_, {}, false, false, /*allow_unused=*/true);
+    torch::Tensor summary = loss.detach().to(torch::kCPU, torch::kFloat64).reshape({1});
+    average_over_ranks(grads, assistant_params_, summary);  // data-parallel: every rank decides alike
+    const double loss_value = summary[0].item<double>();
     const double norm = assign_and_clip(assistant_params_, grads, options_.assistant_max_grad_norm());
     stats.assistant_grad_norm = norm;
     if (!std::isfinite(loss_value) || !std::isfinite(norm)) {
@@ -327,18 +379,19 @@ class DiStarTrainer {
     }
     const GeneratorLossTerms terms = generator_loss(policies_.divergence, policies_.guidance, in, /*check_values=*/false);
     const torch::Tensor loss = terms.total.mean();
-    const torch::Tensor summary = torch::stack({loss, terms.divergence.mean(), terms.guidance.mean(), terms.reward.mean(),
-                                       in.reward.defined() ? in.reward.mean() : torch::zeros({}, loss.options())})
-                             .detach()
-                             .to(torch::kCPU, torch::kFloat64);
+    torch::Tensor summary = torch::stack({loss, terms.divergence.mean(), terms.guidance.mean(), terms.reward.mean(),
+                                          in.reward.defined() ? in.reward.mean() : torch::zeros({}, loss.options())})
+                                .detach()
+                                .to(torch::kCPU, torch::kFloat64);
+    // Only the generator's parameters are differentiated: frozen and assistant weights get nothing.
+    auto grads = torch::autograd::grad({loss}, generator_params_, {}, false, false, /*allow_unused=*/true);
+    average_over_ranks(grads, generator_params_, summary);
     const auto s = summary.accessor<double, 1>();
     stats.generator_loss = s[0];
     stats.divergence_loss = s[1];
     stats.guidance_loss = s[2];
     stats.reward_loss = s[3];
     stats.mean_reward = s[4];
-    // Only the generator's parameters are differentiated: frozen and assistant weights get nothing.
-    const auto grads = torch::autograd::grad({loss}, generator_params_, {}, false, false, /*allow_unused=*/true);
     const double norm = assign_and_clip(generator_params_, grads, options_.generator_max_grad_norm());
     stats.generator_grad_norm = norm;
     if (!std::isfinite(stats.generator_loss) || !std::isfinite(norm)) {
@@ -364,6 +417,7 @@ class DiStarTrainer {
   std::unique_ptr<torch::optim::Optimizer> generator_opt_, assistant_opt_;
   ExponentialMovingAverage ema_;
   std::function<void(const std::string&)> sink_;
+  std::shared_ptr<Collectives> dp_;
   int64_t step_ = 0;
   int64_t non_finite_total_ = 0;
 };
