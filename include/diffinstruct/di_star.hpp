@@ -16,6 +16,7 @@
 #include <diffinstruct/core/condition.hpp>
 #include <diffinstruct/core/model_adapter.hpp>
 #include <diffinstruct/core/parameterization.hpp>
+#include <diffinstruct/core/torchscript.hpp>
 
 #include <diffinstruct/schedules/schedules.hpp>
 
