@@ -10,6 +10,7 @@ packages=(
   catch2                              # tests
   libcli11-dev nlohmann-json3-dev libstb-dev  # example programs
   zlib1g-dev dataset-fashion-mnist     # the Fashion-MNIST miniature (IDX files, gzip)
+  python3-torch                       # models exported from Python (TorchScript test), Python reference loop
   libbenchmark-dev                    # benchmarks
   libgloo-dev                         # data-parallel training (headers of c10d's Gloo process group)
 )
