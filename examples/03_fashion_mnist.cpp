@@ -44,9 +44,10 @@ std::string table(const std::vector<Metrics>& rows, double teacher_ms) {
       "| model | method | steps | params | ms / image | time vs teacher | held-out acc ↑ | held-out log p ↑ | reward ↑ | FD ↓ | diversity |\n"
       "|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const auto& m : rows)
-    s += fmt::format("| {} | {} | {} | {:.0f}k | {:.3f} | {:.1f}% | {:.3f} | {:.3f} | {:.3f} | {:.2f} | {:.2f} |\n", m.name, m.method, m.steps,
-                     m.parameters / 1e3, m.ms_per_image, teacher_ms > 0 ? 100 * m.ms_per_image / teacher_ms : 0.0, m.accuracy, m.log_prob,
-                     m.reward, m.fd, m.diversity);
+    s += fmt::format("| {} | {} | {} | {:.0f}k | {:.3f} | {} | {:.3f} | {:.3f} | {:.3f} | {:.2f} | {:.2f} |\n", m.name, m.method, m.steps,
+                     m.parameters / 1e3, m.ms_per_image,
+                     teacher_ms > 0 && m.steps > 0 ? fmt::format("{:.1f}%", 100 * m.ms_per_image / teacher_ms) : std::string("–"), m.accuracy,
+                     m.log_prob, m.reward, m.fd, m.diversity);
   return s;
 }
 
