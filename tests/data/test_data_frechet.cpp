@@ -145,7 +145,7 @@ namespace {
 // Class-conditional Gaussian data x0 | c ~ N(mu_c, s^2 I) with mu_c = +m (c = 0), -m (c = 1), and the
 // null class 2 = the 50/50 mixture's best Gaussian fit is not needed: its exact ε is used (mixture).
 struct AnalyticTeacher {
-  di::CosineVPSchedule schedule;
+  di::CosineVPSchedule schedule = di::CosineVPSchedule();
   double m = 1.5, s = 0.5;
   torch::Tensor eps_gauss(const torch::Tensor& x, const torch::Tensor& alpha, const torch::Tensor& sigma, const torch::Tensor& mu) const {
     const auto a = alpha.view({-1, 1}), sg = sigma.view({-1, 1});

@@ -31,7 +31,7 @@ TORCH_MODULE(Mlp);
 
 struct Teacher {  // the exact mixture score; the label shifts it so that CFG has something to do
   di::testing::GaussianMixture mixture = di::testing::GaussianMixture::ring();
-  di::CosineVPSchedule schedule;
+  di::CosineVPSchedule schedule = di::CosineVPSchedule();
   torch::Tensor operator()(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& c) const {
     const auto shift = (c.to(x.scalar_type()) - 1).clamp(-1, 1).unsqueeze(1) * 0.3;
     return mixture.eps(x + shift, schedule.alpha(t), schedule.sigma(t));

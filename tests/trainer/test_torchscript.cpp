@@ -51,7 +51,7 @@ torch::jit::Module scripted_copy(const TinyMlp& net, bool denoiser, const std::s
 
 struct MixtureTeacher {
   di::testing::GaussianMixture mixture = di::testing::GaussianMixture::ring();
-  di::CosineVPSchedule schedule;
+  di::CosineVPSchedule schedule = di::CosineVPSchedule();
   torch::Tensor operator()(const torch::Tensor& x, const torch::Tensor& t) const {
     return mixture.eps(x, schedule.alpha(t), schedule.sigma(t)).to(x.scalar_type());
   }
