@@ -50,7 +50,7 @@ torch::Tensor flat_weights(Mlp& g, Mlp& a) {
 int main(int argc, char** argv) {
   CLI::App app{"data-parallel DI* test worker"};
   int64_t steps = 6, batch = 8, save_at = -1, die_at = -1, timeout_ms = 20000;
-  std::string out, resume, checkpoint, file_store;
+  std::string out, resume, checkpoint, file_store, backend = "gloo";
   std::vector<std::string> compare;
   double tol = 1e-5;
   app.add_option("--steps", steps);
@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
   app.add_option("--die-at", die_at, "rank 1 exits abruptly before this step");
   app.add_option("--timeout-ms", timeout_ms);
   app.add_option("--file-store", file_store, "rendezvous through this file instead of TCP");
+  app.add_option("--backend", backend, "gloo or nccl")->check(CLI::IsMember({"gloo", "nccl"}));
   app.add_option("--compare", compare, "two weight files to compare")->expected(2);
   app.add_option("--tol", tol);
   CLI11_PARSE(app, argc, argv);
@@ -90,7 +91,10 @@ int main(int argc, char** argv) {
                      di::CosineVPSchedule()},
                     conditions, std::vector<int64_t>{2},
                     di::DiStarTrainerOptions().batch_size(batch).alpha_rew(0.3).ema_decay(0.9).seed(7).generator_adam(di::AdamSettings(1e-3)));
-    auto dp = di::DataParallel::from_env(di::DataParallelOptions().timeout(std::chrono::milliseconds(timeout_ms)).file_store(file_store));
+    auto dp = di::DataParallel::from_env(di::DataParallelOptions()
+                                             .timeout(std::chrono::milliseconds(timeout_ms))
+                                             .file_store(file_store)
+                                             .backend(backend == "nccl" ? di::DistributedBackend::kNccl : di::DistributedBackend::kGloo));
     trainer.set_data_parallel(dp);
     if (!resume.empty()) trainer.load(resume);
     while (trainer.step_count() < steps) {

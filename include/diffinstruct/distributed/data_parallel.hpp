@@ -5,7 +5,9 @@
 /// MASTER_ADDR:MASTER_PORT (rank 0 hosts it) or, with `DataParallelOptions::file_store`, through a
 /// shared file; RANK and WORLD_SIZE say who is who (LOCAL_RANK is read for launchers that set it).
 /// Any launcher that sets these works; scripts/launch_local.sh is one for a single machine. The
-/// group is Gloo (CPU tensors; GLOO_SOCKET_IFNAME picks the network interface, as in PyTorch).
+/// group is Gloo for CPU tensors (GLOO_SOCKET_IFNAME picks the network interface, as in PyTorch) or,
+/// with `backend(DistributedBackend::kNccl)` in a CUDA-enabled LibTorch, NCCL for CUDA tensors (one
+/// GPU per process: LOCAL_RANK selects it).
 ///
 /// It implements `Collectives` for `DiStarTrainer::set_data_parallel`:
 ///   * average: gradients are packed into flat buckets (per dtype, `bucket_bytes` each), all-reduced
@@ -20,12 +22,17 @@
 ///   trainer.set_data_parallel(dp);            // per-rank batch; same trajectory as one big batch
 ///   if (dp->rank() == 0) { /* log, write samples */ }
 
+#include <diffinstruct/distributed/c10d_compat.hpp>
 #include <diffinstruct/trainer/collectives.hpp>
 
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef USE_C10D_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include <chrono>
 #include <cstdlib>
@@ -35,7 +42,14 @@
 
 namespace diffinstruct {
 
+/// Which c10d process group carries the collectives.
+enum class DistributedBackend {
+  kGloo,  ///< CPU tensors (any LibTorch with c10d)
+  kNccl,  ///< CUDA tensors, one GPU per process (a CUDA-enabled LibTorch built with NCCL)
+};
+
 struct DataParallelOptions {
+  TORCH_ARG(DistributedBackend, backend) = DistributedBackend::kGloo;
   /// How long a collective (and the rendezvous) may wait for the other ranks.
   TORCH_ARG(std::chrono::milliseconds, timeout) = std::chrono::milliseconds(60000);
   /// Rendezvous through this file (shared by all ranks) instead of the TCP store; empty: TCP.
@@ -101,12 +115,24 @@ class DataParallel : public Collectives {
         store = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, o);
       }
       store->setTimeout(options_.timeout());
-      auto gloo = c10d::ProcessGroupGloo::Options::create(options_.timeout());
-      const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
-      gloo->devices.push_back(ifname && *ifname ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
-                                                : c10d::ProcessGroupGloo::createDefaultDevice());
-      group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("diffinstruct", store), env_.rank,
-                                                           env_.world_size, gloo);
+      const auto prefixed = c10::make_intrusive<c10d::PrefixStore>("diffinstruct", store);
+      if (options_.backend() == DistributedBackend::kNccl) {
+#ifdef USE_C10D_NCCL
+        c10::cuda::set_device(static_cast<c10::DeviceIndex>(env_.local_rank));
+        auto nccl = c10d::ProcessGroupNCCL::Options::create();
+        nccl->timeout = options_.timeout();
+        group_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(prefixed, env_.rank, env_.world_size, nccl);
+#else
+        TORCH_CHECK(false, "diffinstruct::DataParallel: the NCCL backend needs a CUDA-enabled LibTorch built with NCCL; this one (",
+                    TORCH_VERSION, ") has none; use DistributedBackend::kGloo");
+#endif
+      } else {
+        auto gloo = c10d::ProcessGroupGloo::Options::create(options_.timeout());
+        const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+        gloo->devices.push_back(ifname && *ifname ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
+                                                  : c10d::ProcessGroupGloo::createDefaultDevice());
+        group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, env_.rank, env_.world_size, gloo);
+      }
     } catch (const c10::Error& e) {
       TORCH_CHECK(false, "diffinstruct::DataParallel: rank ", env_.rank, " of ", env_.world_size, " could not join the group (",
                   options_.file_store().empty() ? "TCP store at " + env_.master_addr + ":" + std::to_string(env_.master_port)
@@ -207,7 +233,7 @@ class DataParallel : public Collectives {
 
   RankEnvironment env_;
   DataParallelOptions options_;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
+  c10::intrusive_ptr<compat::C10dBackend> group_;  // Gloo or NCCL
   double collective_seconds_ = 0;
 };
 
