@@ -29,26 +29,20 @@ if(_ccache)
   set(_launcher -DCMAKE_CXX_COMPILER_LAUNCHER=${_ccache})
 endif()
 
-function(run)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "consumer step failed (${rc}): ${ARGN}\n${out}\n${err}")
-  endif()
-  message(STATUS "${out}")
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/../run_step.cmake)
 
 if(MODE STREQUAL "find_package")
   # Install the package into a scratch prefix, then build a project that only knows find_package.
-  run(${CMAKE_COMMAND} -C ${WORK_DIR}/lib.cmake -S ${SOURCE_DIR} -B ${WORK_DIR}/lib -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix
+  run_step("consumer step" ${CMAKE_COMMAND} -C ${WORK_DIR}/lib.cmake -S ${SOURCE_DIR} -B ${WORK_DIR}/lib -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix
       -DDIFFINSTRUCT_BUILD_TESTS=OFF -DDIFFINSTRUCT_BUILD_EXAMPLES=OFF -DDIFFINSTRUCT_ENABLE_CUDA=${ENABLE_CUDA})
-  run(${CMAKE_COMMAND} --build ${WORK_DIR}/lib -j2)
-  run(${CMAKE_COMMAND} --install ${WORK_DIR}/lib)
-  run(${CMAKE_COMMAND} -C ${WORK_DIR}/app.cmake -S ${SOURCE_DIR}/tests/consumer/find_package -B ${WORK_DIR}/app ${_launcher})
+  run_step("consumer step" ${CMAKE_COMMAND} --build ${WORK_DIR}/lib -j2)
+  run_step("consumer step" ${CMAKE_COMMAND} --install ${WORK_DIR}/lib)
+  run_step("consumer step" ${CMAKE_COMMAND} -C ${WORK_DIR}/app.cmake -S ${SOURCE_DIR}/tests/consumer/find_package -B ${WORK_DIR}/app ${_launcher})
 elseif(MODE STREQUAL "add_subdirectory")
-  run(${CMAKE_COMMAND} -C ${WORK_DIR}/lib.cmake -S ${SOURCE_DIR}/tests/consumer/add_subdirectory -B ${WORK_DIR}/app
+  run_step("consumer step" ${CMAKE_COMMAND} -C ${WORK_DIR}/lib.cmake -S ${SOURCE_DIR}/tests/consumer/add_subdirectory -B ${WORK_DIR}/app
       -DDIFFINSTRUCT_SOURCE_DIR=${SOURCE_DIR} ${_launcher})
 else()
   message(FATAL_ERROR "MODE must be find_package or add_subdirectory, got '${MODE}'")
 endif()
-run(${CMAKE_COMMAND} --build ${WORK_DIR}/app -j2)
-run(${WORK_DIR}/app/consumer)
+run_step("consumer step" ${CMAKE_COMMAND} --build ${WORK_DIR}/app -j2)
+run_step("consumer step" ${WORK_DIR}/app/consumer)
