@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
   int threads = 1;
   app.add_option("--data", cfg.data_dir, "folder with the four Fashion-MNIST .gz IDX files")->capture_default_str();
   app.add_option("--out", cfg.out, "output folder (created; stages are cached there)")->capture_default_str();
-  app.add_flag("--full", full, "longer training and more evaluation samples (better numbers, about 3x the time)");
+  app.add_flag("--full", full, "wider UNet, longer training, more evaluation samples (better numbers; roughly 10x the default run by step counts, not timed)");
   app.add_option("--train-subset", cfg.train_subset, "use only the first N training images (0: all)")->check(CLI::NonNegativeNumber);
   app.add_option("--channels", cfg.ch, "UNet width (multiple of 8)")->check(CLI::Range(8, 256));
   app.add_option("--teacher-steps", cfg.teacher_steps, "teacher training steps")->check(CLI::Range(1, 10000000));
