@@ -12,7 +12,8 @@
 //   5. evaluate     the teacher at 50 DDIM steps and several guidance scales, and every one-step model:
 //                   held-out accuracy and log-probability, reward-model score, Fréchet distance in the
 //                   evaluator's feature space, within-class diversity, time per image
-// --sweep c | cfg-grid | K runs the open questions (MATH.md §6) instead of step 4's table.
+// --sweep c | cfg-grid | K runs the open questions (MATH.md §6) instead of step 4's table; --sweep seeds
+// repeats four methods with three post-training seeds to measure the run-to-run spread.
 // Writes report.md, metrics.json/.csv, sample grids and a reward-versus-FD plot into --out.
 
 #include "fashion_mnist/pipeline.hpp"
@@ -87,8 +88,8 @@ int main(int argc, char** argv) {
   app.add_option("--teacher-scales", cfg.teacher_scales, "guidance scales s of the 50-step teacher rows (comma-separated)")
       ->delimiter(',')
       ->check(CLI::Range(0.0, 100.0));
-  app.add_option("--sweep", sweep, "run an open question instead of the main table: c, cfg-grid or K")
-      ->check(CLI::IsMember({"none", "c", "cfg-grid", "K"}));
+  app.add_option("--sweep", sweep, "run an open question instead of the main table: c, cfg-grid or K; or seeds (run-to-run spread)")
+      ->check(CLI::IsMember({"none", "c", "cfg-grid", "K", "seeds"}));
   app.add_option("--seed", cfg.seed, "random seed")->check(CLI::NonNegativeNumber);
   app.add_option("--threads", threads, "intra-op threads (0: every core)")->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
@@ -210,11 +211,13 @@ int main(int argc, char** argv) {
       double alpha_rew, alpha_cfg;
     };
     std::vector<Run> runs;
-    auto add = [&](std::string name, std::string method, std::string file, double arew, double acfg, auto div, auto guid, int64_t k) {
+    // `seed_offset` picks the post-training run's own draws (the stages before it keep --seed).
+    auto add = [&](std::string name, std::string method, std::string file, double arew, double acfg, auto div, auto guid, int64_t k,
+                   uint64_t seed_offset = 20) {
       runs.push_back({name, method, file,
                       [=, &cfg, &schedule, &teacher, &init, &reward] {
                         return run_di_star(name, div, guid, arew, cfg.post_steps, k, cfg, schedule, teacher, init, teacher, reward,
-                                           cfg.seed + 20);
+                                           cfg.seed + seed_offset);
                       },
                       arew, acfg});
     };
@@ -241,6 +244,20 @@ int main(int argc, char** argv) {
         for (double a_rew : {0.0, ar / 3, ar, 3 * ar})
           add(fmt::format("DI*-in, a_cfg = {}, a_rew = {:.3g}", a_cfg, a_rew), "PH + reward + CFG inside",
               fmt::format("sweep_cfg{}_rew{:.3g}", a_cfg, a_rew), a_rew, a_cfg, di::PseudoHuberScore(cfg.c), di::CfgInside(a_cfg), cfg.k);
+    } else if (sweep == "seeds") {
+      // Run-to-run spread: the same four methods from the same init with three post-training seeds
+      // (run 0 is the main table's).
+      for (uint64_t r : {0, 1, 2}) {
+        const uint64_t off = 20 + 1000 * r;
+        add(fmt::format("DI*-in, run {}", r), "PH + reward + CFG inside", fmt::format("seeds_di_star_in_r{}", r), ar, ac,
+            di::PseudoHuberScore(cfg.c), di::CfgInside(ac), cfg.k, off);
+        add(fmt::format("DI++, run {}", r), "KL + reward + CFG inside", fmt::format("seeds_di_plusplus_r{}", r), ar, ac, di::KL(),
+            di::CfgInside(ac), cfg.k, off);
+        add(fmt::format("DI* no CFG, run {}", r), "PH + reward", fmt::format("seeds_di_star_nocfg_r{}", r), ar, 0.0,
+            di::PseudoHuberScore(cfg.c), di::NoGuidance{}, cfg.k, off);
+        add(fmt::format("SIM, run {}", r), "PH + CFG inside", fmt::format("seeds_sim_r{}", r), 0.0, ac, di::PseudoHuberScore(cfg.c),
+            di::CfgInside(ac), cfg.k, off);
+      }
     } else if (sweep == "K") {
       for (int64_t k : {1, 2, 4})
         add(fmt::format("DI*-in, K = {}", k), "PH + reward + CFG inside", fmt::format("sweep_K{}", k), ar, ac, di::PseudoHuberScore(cfg.c),
