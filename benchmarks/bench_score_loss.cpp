@@ -117,35 +117,34 @@ class RatioReporter : public benchmark::ConsoleReporter {
   std::map<std::string, double> seconds_, bandwidth_;
 };
 
-void register_all() {
-  struct Size {
-    const char* name;
-    std::vector<int64_t> shape;
-    std::vector<int64_t> batches;
-  };
-  const std::vector<Size> sizes{{"toy_2d", {2}, {256, 4096}}, {"image_1x28x28", {1, 28, 28}, {64, 256}}, {"sdxl_4x128x128", {4, 128, 128}, {1, 4, 16, 64}}};
+struct Size {
+  const char* name;
+  std::vector<int64_t> shape;
+  std::vector<int64_t> batches;
+};
+
+// Reference and fused rows of every size on one device; names carry `prefix` ("" or "cuda_").
+void register_sizes(const std::string& prefix, const std::vector<Size>& sizes, torch::Device device) {
   for (const auto& size : sizes) {
     for (auto backend : {di::KernelBackend::kReference, di::KernelBackend::kFused}) {
-      const std::string name = fmt::format("pseudo_huber_{}/{}", size.name, backend == di::KernelBackend::kFused ? "fused" : "reference");
-      auto* b = benchmark::RegisterBenchmark(name.c_str(), score_loss_fwd_bwd, size.shape, di::ScoreDistanceKind::kPseudoHuber, backend,
-                                             torch::Device(torch::kCPU));
+      const std::string name =
+          fmt::format("{}pseudo_huber_{}/{}", prefix, size.name, backend == di::KernelBackend::kFused ? "fused" : "reference");
+      auto* b = benchmark::RegisterBenchmark(name.c_str(), score_loss_fwd_bwd, size.shape, di::ScoreDistanceKind::kPseudoHuber, backend, device);
       for (auto batch : size.batches) b->Arg(batch);
       b->Unit(benchmark::kMillisecond);
+      if (device.is_cuda()) b->UseRealTime();
     }
   }
+}
+
+void register_all() {
+  register_sizes("", {{"toy_2d", {2}, {256, 4096}}, {"image_1x28x28", {1, 28, 28}, {64, 256}}, {"sdxl_4x128x128", {4, 128, 128}, {1, 4, 16, 64}}},
+                 torch::Device(torch::kCPU));
   benchmark::RegisterBenchmark("copy_bandwidth", copy_bandwidth, torch::Device(torch::kCPU))->Arg(int64_t{1} << 24)->Unit(benchmark::kMillisecond);
   // On a GPU (fused only where the program links diffinstruct::cuda; kAuto would fall back otherwise).
   if (!torch::cuda::is_available() || !di::detail::fused_op_registered(c10::DeviceType::CUDA)) return;
-  const std::vector<Size> gpu_sizes{{"image_1x28x28", {1, 28, 28}, {256, 4096}}, {"sdxl_4x128x128", {4, 128, 128}, {1, 4, 16, 64}}};
-  for (const auto& size : gpu_sizes) {
-    for (auto backend : {di::KernelBackend::kReference, di::KernelBackend::kFused}) {
-      const std::string name = fmt::format("cuda_pseudo_huber_{}/{}", size.name, backend == di::KernelBackend::kFused ? "fused" : "reference");
-      auto* b = benchmark::RegisterBenchmark(name.c_str(), score_loss_fwd_bwd, size.shape, di::ScoreDistanceKind::kPseudoHuber, backend,
-                                             torch::Device(torch::kCUDA));
-      for (auto batch : size.batches) b->Arg(batch);
-      b->Unit(benchmark::kMillisecond)->UseRealTime();
-    }
-  }
+  register_sizes("cuda_", {{"image_1x28x28", {1, 28, 28}, {256, 4096}}, {"sdxl_4x128x128", {4, 128, 128}, {1, 4, 16, 64}}},
+                 torch::Device(torch::kCUDA));
   benchmark::RegisterBenchmark("cuda_copy_bandwidth", copy_bandwidth, torch::Device(torch::kCUDA))
       ->Arg(int64_t{1} << 26)
       ->Unit(benchmark::kMillisecond)

@@ -47,13 +47,6 @@ struct MlpImpl : torch::nn::Module {
 };
 TORCH_MODULE(Mlp);
 
-void copy_weights(const Mlp& from, Mlp& to) {
-  torch::NoGradGuard no_grad;
-  const auto src = from->parameters();
-  auto dst = to->parameters();
-  for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
-}
-
 struct ExactTeacher {
   dt::GaussianMixture mixture;
   di::CosineVPSchedule schedule = di::CosineVPSchedule();
@@ -87,8 +80,8 @@ Variant post_train(const std::string& label, Divergence div, double alpha_rew, c
                    const Mlp& init_asst, const ExactTeacher& exact, const RewardFn& reward, const torch::Tensor& eval_z,
                    const std::string& progress_label) {
   Mlp gen(2, 2, cfg.hidden), asst(4, 2, cfg.hidden);
-  copy_weights(init_gen, gen);
-  copy_weights(init_asst, asst);
+  di::copy_state(init_gen, gen);
+  di::copy_state(init_asst, asst);
   using Trainer = di::DiStarTrainer<di::Generator<Mlp>, Teacher, di::Denoiser<Mlp>, di::NoCondition, Divergence, di::NoGuidance,
                                     di::CallableReward<RewardFn>, di::CosineVPSchedule>;
   Trainer trainer(di::Generator<Mlp>(gen), Teacher(exact, "teacher"), di::Denoiser<Mlp>(asst, "assistant"),
@@ -214,8 +207,8 @@ int main(int argc, char** argv) {
   // Reward-free pseudo-Huber distillation (SIM) from the regressed generator; the assistant starts
   // fresh and tracks the generator online.
   Mlp start_gen(2, 2, cfg.hidden), start_asst(4, 2, cfg.hidden);
-  copy_weights(init_gen, start_gen);
-  copy_weights(init_asst, start_asst);
+  di::copy_state(init_gen, start_gen);
+  di::copy_state(init_asst, start_asst);
   {
     using Trainer = di::DiStarTrainer<di::Generator<Mlp>, Teacher, di::Denoiser<Mlp>, di::NoCondition, di::PseudoHuberScore,
                                       di::NoGuidance, di::NoReward, di::CosineVPSchedule>;

@@ -133,7 +133,7 @@ int main(int argc, char** argv) {
     const fs::path init_path = fs::path(cfg.out) / fmt::format("init_ch{}_distill{}_cfg{}_c{}_seed{}.pt", cfg.ch, cfg.distill_steps,
                                                                cfg.alpha_cfg, cfg.c, cfg.seed);
     OneStepGenerator init = make_generator(cfg, schedule);
-    copy_weights(teacher, init->net);
+    di::copy_state(teacher, init->net);
     double init_seconds = 0;
     if (load_cached(init, init_path)) {
       fmt::print("one-step init: cached {}\n", init_path.string());

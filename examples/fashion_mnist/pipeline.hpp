@@ -78,15 +78,6 @@ bool load_cached(Module& m, const fs::path& path) {
   return true;
 }
 
-template <class Module>
-void copy_weights(const Module& from, Module& to) {
-  torch::NoGradGuard no_grad;
-  const auto src = from->parameters();
-  auto dst = to->parameters();
-  TORCH_CHECK(src.size() == dst.size(), "copy_weights: parameter lists differ");
-  for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
-}
-
 inline int64_t count_parameters(const torch::nn::Module& m) {
   int64_t n = 0;
   for (const auto& p : m.parameters()) n += p.numel();
@@ -105,27 +96,26 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
 inline TinyUNet train_teacher(const Data& data, const Config& cfg, const di::CosineVPSchedule& schedule) {
   const fs::path path = fs::path(cfg.out) / fmt::format("teacher_ch{}_steps{}_bs{}_n{}_seed{}.pt", cfg.ch, cfg.teacher_steps,
                                                         cfg.teacher_batch, data.train_x.size(0), cfg.seed);
-  TinyUNet ema(cfg.ch);
-  if (load_cached(ema, path)) {
+  TinyUNet cached(cfg.ch);
+  if (load_cached(cached, path)) {
     fmt::print("teacher: cached {}\n", path.string());
-    return ema;
+    return cached;
   }
   torch::manual_seed(cfg.seed);
   TinyUNet net(cfg.ch);
-  copy_weights(net, ema);
+  di::ExponentialMovingAverage averaged(net->parameters(), cfg.teacher_ema);
   torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(cfg.teacher_lr));
   const fs::path partial = path.string() + ".partial";
   int64_t start = 0;
   if (fs::exists(partial)) {
     torch::serialize::InputArchive ar;
     ar.load_from(partial.string());
-    torch::serialize::InputArchive a_net, a_ema, a_opt;
+    torch::serialize::InputArchive a_net, a_opt;
     ar.read("net", a_net);
-    ar.read("ema", a_ema);
     ar.read("opt", a_opt);
     net->load(a_net);
-    ema->load(a_ema);
     opt.load(a_opt);
+    for (size_t i = 0; i < averaged.shadow().size(); ++i) ar.read("ema_" + std::to_string(i), averaged.shadow()[i]);
     torch::Tensor step;
     ar.read("step", step);
     start = step.item<int64_t>();
@@ -148,34 +138,36 @@ inline TinyUNet train_teacher(const Data& data, const Config& cfg, const di::Cos
     loss.backward();
     torch::nn::utils::clip_grad_norm_(net->parameters(), 1.0);
     opt.step();
-    {
-      torch::NoGradGuard no_grad;
-      const auto src = net->parameters();
-      auto dst = ema->parameters();
-      for (size_t i = 0; i < src.size(); ++i) dst[i].mul_(cfg.teacher_ema).add_(src[i], 1 - cfg.teacher_ema);
-    }
+    averaged.update(net->parameters());
     smoothed = step == start ? loss.item<double>() : 0.98 * smoothed + 0.02 * loss.item<double>();
     if (step % 20 == 0 || step + 1 == cfg.teacher_steps) bar.update(step + 1, fmt::format("loss {:.4f}", smoothed));
     if ((step + 1) % 500 == 0 && step + 1 < cfg.teacher_steps) {
-      torch::serialize::OutputArchive ar, a_net, a_ema, a_opt;
+      torch::serialize::OutputArchive ar, a_net, a_opt;
       net->save(a_net);
-      ema->save(a_ema);
       opt.save(a_opt);
       ar.write("net", a_net);
-      ar.write("ema", a_ema);
       ar.write("opt", a_opt);
+      for (size_t i = 0; i < averaged.shadow().size(); ++i) ar.write("ema_" + std::to_string(i), averaged.shadow()[i]);
       ar.write("step", torch::tensor(step + 1));
       ar.save_to(partial.string() + ".tmp");
       fs::rename(partial.string() + ".tmp", partial);
     }
   }
   bar.finish();
-  save_atomic(ema, path);
+  averaged.swap(net->parameters());  // the teacher is the averaged network
+  save_atomic(net, path);
   fs::remove(partial);
-  return ema;
+  return net;
 }
 
 // ---- 2. classifiers -------------------------------------------------------------------------------
+
+template <class Net>
+double test_accuracy(Net& net, const Data& data) {
+  net->eval();
+  torch::NoGradGuard no_grad;
+  return (net(data.test_x).argmax(1) == data.test_y).to(torch::kFloat64).mean().template item<double>();
+}
 
 /// Cross-entropy training; `noise_aug` > 0 adds Gaussian pixel noise of a random level up to it (the
 /// reward model then stays smooth on imperfect generator samples). Returns test accuracy.
@@ -203,9 +195,7 @@ double train_classifier(Net& net, const Data& data, const Config& cfg, uint64_t 
     }
   }
   bar.finish();
-  net->eval();
-  torch::NoGradGuard no_grad;
-  return (net(data.test_x).argmax(1) == data.test_y).to(torch::kFloat64).mean().template item<double>();
+  return test_accuracy(net, data);
 }
 
 template <class Net>
@@ -213,9 +203,7 @@ Net classifier_stage(const Data& data, const Config& cfg, const std::string& kin
   const fs::path path = fs::path(cfg.out) / fmt::format("{}_epochs{}_n{}_seed{}.pt", kind, cfg.clf_epochs, data.train_x.size(0), seed);
   Net net;
   if (load_cached(net, path)) {
-    net->eval();
-    torch::NoGradGuard no_grad;
-    test_acc = (net(data.test_x).argmax(1) == data.test_y).to(torch::kFloat64).mean().template item<double>();
+    test_acc = test_accuracy(net, data);
     fmt::print("{}: cached {} (test accuracy {:.3f})\n", kind, path.string(), test_acc);
   } else {
     test_acc = train_classifier(net, data, cfg, seed, noise_aug, kind);
@@ -268,8 +256,8 @@ TrainedGenerator run_di_star(const std::string& label, Div divergence, Guid guid
                              const OneStepGenerator& gen_init, const TinyUNet& asst_init, const RewardFn& reward, uint64_t seed) {
   OneStepGenerator gen = make_generator(cfg, schedule);
   TinyUNet asst(cfg.ch);
-  copy_weights(gen_init, gen);
-  copy_weights(asst_init, asst);
+  di::copy_state(gen_init, gen);
+  di::copy_state(asst_init, asst);
   using Trainer = di::DiStarTrainer<di::Generator<OneStepGenerator>, TeacherDenoiser, TeacherDenoiser, Labels, Div, Guid, Reward,
                                     di::CosineVPSchedule>;
   Trainer trainer(di::Generator<OneStepGenerator>(gen), TeacherDenoiser(teacher, "teacher"), TeacherDenoiser(asst, "assistant"),

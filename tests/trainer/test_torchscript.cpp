@@ -147,3 +147,15 @@ TEST_CASE("load_torchscript names the role and the problem", "[trainer][torchscr
   CHECK_THROWS_WITH(d.eps(torch::randn({4, 2}), t, s.alpha(t), s.sigma(t), di::NoCondition{}),
                     Catch::Contains("expected the model to return a prediction of shape [4, 2]"));
 }
+
+TEST_CASE("copy_state copies one model into another of the same architecture and names a mismatch", "[trainer][model_state]") {
+  torch::manual_seed(2);
+  TinyMlp a(2), b(2), other(3);
+  REQUIRE_FALSE(torch::equal(a->l1->weight, b->l1->weight));
+  di::copy_state(a, b);
+  CHECK(torch::equal(a->l1->weight, b->l1->weight));
+  CHECK(torch::equal(a->l2->bias, b->l2->bias));
+  CHECK_THROWS_WITH(di::copy_state(a, other), Catch::Contains("tensor 0 is 'l1.weight' [32, 2] in the source but 'l1.weight' [32, 3]"));
+  // Scripted target: its names (w1, b1, ...) are not the native ones.
+  CHECK_THROWS_WITH(di::copy_state(a, scripted_copy(a, false, "copy_target.pt")), Catch::Contains("in the target"));
+}

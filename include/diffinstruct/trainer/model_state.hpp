@@ -58,4 +58,23 @@ void set_train_mode(Model& model, bool train) {
 }
 
 } // namespace detail
+
+/// Copies `from`'s parameters and buffers into `to` (same architecture: names and shapes must
+/// match), without gradient; native and TorchScript models alike. E.g. a one-step generator
+/// initialised from the teacher, or an assistant starting as a copy of it.
+template <class From, class To>
+void copy_state(const From& from, const To& to) {
+  const auto src = detail::named_state(from);
+  const auto dst = detail::named_state(to);
+  TORCH_CHECK(src.size() == dst.size(), "diffinstruct::copy_state: the models hold ", src.size(), " and ", dst.size(),
+              " tensors; expected the same architecture");
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < src.size(); ++i) {
+    TORCH_CHECK(src[i].first == dst[i].first && src[i].second.sizes() == dst[i].second.sizes(), "diffinstruct::copy_state: tensor ", i,
+                " is '", src[i].first, "' ", src[i].second.sizes(), " in the source but '", dst[i].first, "' ", dst[i].second.sizes(),
+                " in the target");
+    dst[i].second.detach().copy_(src[i].second);
+  }
+}
+
 } // namespace diffinstruct
