@@ -80,8 +80,8 @@ int main(int argc, char** argv) {
   const di::PseudoHuberDistance huber_d{c};
   const di::SquaredL2Distance l2_d;
   const di::NoGuidance none;
-  const di::CfgInside inside(cfg);
-  const di::CfgOutside outside(cfg);
+  const di::CfgInside inside(di::AlphaCfg{cfg});
+  const di::CfgOutside outside(di::AlphaCfg{cfg});
 
   std::vector<Row> rows;
   rows.push_back({"pseudo-Huber (DI*)", "no CFG", dt::check_score_exactness(huber, none, huber_d, p, samples, seed)});

@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
     if (load_cached(init, init_path)) {
       fmt::print("one-step init: cached {}\n", init_path.string());
     } else {
-      auto run = run_di_star("init (SIM)", di::PseudoHuberScore(cfg.c), di::CfgInside(cfg.alpha_cfg), 0.0, cfg.distill_steps, cfg.k, cfg,
+      auto run = run_di_star("init (SIM)", di::PseudoHuberScore(cfg.c), di::CfgInside(di::AlphaCfg(cfg.alpha_cfg)), 0.0, cfg.distill_steps, cfg.k, cfg,
                              schedule, teacher, init, teacher, reward, cfg.seed + 10);
       init = run.generator;
       init_seconds = run.seconds;
@@ -223,45 +223,45 @@ int main(int argc, char** argv) {
     };
     const double ar = cfg.alpha_rew, ac = cfg.alpha_cfg;
     if (sweep == "none") {
-      add("DI*-in", "PH + reward + CFG inside", "di_star_in", ar, ac, di::PseudoHuberScore(cfg.c), di::CfgInside(ac), cfg.k);
-      add("DI*-out", "PH + reward + CFG outside", "di_star_out", ar, ac, di::PseudoHuberScore(cfg.c), di::CfgOutside(ac), cfg.k);
+      add("DI*-in", "PH + reward + CFG inside", "di_star_in", ar, ac, di::PseudoHuberScore(cfg.c), di::CfgInside(di::AlphaCfg(ac)), cfg.k);
+      add("DI*-out", "PH + reward + CFG outside", "di_star_out", ar, ac, di::PseudoHuberScore(cfg.c), di::CfgOutside(di::AlphaCfg(ac)), cfg.k);
       add("DI* no CFG", "PH + reward", "di_star_nocfg", ar, 0.0, di::PseudoHuberScore(cfg.c), di::NoGuidance{}, cfg.k);
-      add("DI++", "KL + reward + CFG inside", "di_plusplus", ar, ac, di::KL(), di::CfgInside(ac), cfg.k);
-      add("SIM", "PH + CFG inside", "sim", 0.0, ac, di::PseudoHuberScore(cfg.c), di::CfgInside(ac), cfg.k);
-      add("DI", "KL + CFG inside", "di", 0.0, ac, di::KL(), di::CfgInside(ac), cfg.k);
+      add("DI++", "KL + reward + CFG inside", "di_plusplus", ar, ac, di::KL(), di::CfgInside(di::AlphaCfg(ac)), cfg.k);
+      add("SIM", "PH + CFG inside", "sim", 0.0, ac, di::PseudoHuberScore(cfg.c), di::CfgInside(di::AlphaCfg(ac)), cfg.k);
+      add("DI", "KL + CFG inside", "di", 0.0, ac, di::KL(), di::CfgInside(di::AlphaCfg(ac)), cfg.k);
       for (double a : {ar / 3, 3 * ar}) {  // reward scales for the reward-versus-FD plot
         add(fmt::format("DI*-in, a_rew = {:.3g}", a), "PH + reward + CFG inside", fmt::format("di_star_in_arew{:.3g}", a), a, ac,
-            di::PseudoHuberScore(cfg.c), di::CfgInside(ac), cfg.k);
+            di::PseudoHuberScore(cfg.c), di::CfgInside(di::AlphaCfg(ac)), cfg.k);
         add(fmt::format("DI++, a_rew = {:.3g}", a), "KL + reward + CFG inside", fmt::format("di_plusplus_arew{:.3g}", a), a, ac, di::KL(),
-            di::CfgInside(ac), cfg.k);
+            di::CfgInside(di::AlphaCfg(ac)), cfg.k);
       }
     } else if (sweep == "c") {
       for (double c : {0.03, 0.3, 1.0, 3.0, 30.0})
         add(fmt::format("DI*-in, c = {}", c), "PH + reward + CFG inside", fmt::format("sweep_c{}", c), ar, ac, di::PseudoHuberScore(c),
-            di::CfgInside(ac), cfg.k);
+            di::CfgInside(di::AlphaCfg(ac)), cfg.k);
     } else if (sweep == "cfg-grid") {
       for (double a_cfg : {0.0, 1.0, 2.0, 4.0})
         for (double a_rew : {0.0, ar / 3, ar, 3 * ar})
           add(fmt::format("DI*-in, a_cfg = {}, a_rew = {:.3g}", a_cfg, a_rew), "PH + reward + CFG inside",
-              fmt::format("sweep_cfg{}_rew{:.3g}", a_cfg, a_rew), a_rew, a_cfg, di::PseudoHuberScore(cfg.c), di::CfgInside(a_cfg), cfg.k);
+              fmt::format("sweep_cfg{}_rew{:.3g}", a_cfg, a_rew), a_rew, a_cfg, di::PseudoHuberScore(cfg.c), di::CfgInside(di::AlphaCfg(a_cfg)), cfg.k);
     } else if (sweep == "seeds") {
       // Run-to-run spread: the same four methods from the same init with three post-training seeds
       // (run 0 is the main table's).
       for (uint64_t r : {0, 1, 2}) {
         const uint64_t off = 20 + 1000 * r;
         add(fmt::format("DI*-in, run {}", r), "PH + reward + CFG inside", fmt::format("seeds_di_star_in_r{}", r), ar, ac,
-            di::PseudoHuberScore(cfg.c), di::CfgInside(ac), cfg.k, off);
+            di::PseudoHuberScore(cfg.c), di::CfgInside(di::AlphaCfg(ac)), cfg.k, off);
         add(fmt::format("DI++, run {}", r), "KL + reward + CFG inside", fmt::format("seeds_di_plusplus_r{}", r), ar, ac, di::KL(),
-            di::CfgInside(ac), cfg.k, off);
+            di::CfgInside(di::AlphaCfg(ac)), cfg.k, off);
         add(fmt::format("DI* no CFG, run {}", r), "PH + reward", fmt::format("seeds_di_star_nocfg_r{}", r), ar, 0.0,
             di::PseudoHuberScore(cfg.c), di::NoGuidance{}, cfg.k, off);
         add(fmt::format("SIM, run {}", r), "PH + CFG inside", fmt::format("seeds_sim_r{}", r), 0.0, ac, di::PseudoHuberScore(cfg.c),
-            di::CfgInside(ac), cfg.k, off);
+            di::CfgInside(di::AlphaCfg(ac)), cfg.k, off);
       }
     } else if (sweep == "K") {
       for (int64_t k : {1, 2, 4})
         add(fmt::format("DI*-in, K = {}", k), "PH + reward + CFG inside", fmt::format("sweep_K{}", k), ar, ac, di::PseudoHuberScore(cfg.c),
-            di::CfgInside(ac), k);
+            di::CfgInside(di::AlphaCfg(ac)), k);
     }
     for (const auto& run : runs) {
       const fs::path path = fs::path(cfg.out) / fmt::format("{}_steps{}_bs{}_c{}_lr{}_seed{}.pt", run.file, cfg.post_steps, cfg.batch, cfg.c,

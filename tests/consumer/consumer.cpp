@@ -22,7 +22,7 @@ int main() {
   in.alpha = alpha;
   in.sigma = sigma;
   in.w = schedule.w(t);
-  const auto terms = di::generator_loss(di::PseudoHuberScore(1.0), di::CfgInside(7.5), in);
+  const auto terms = di::generator_loss(di::PseudoHuberScore(1.0), di::CfgInside(di::AlphaCfg(7.5)), in);
   terms.total.mean().backward();
   const bool ok = x0.grad().defined() && torch::isfinite(x0.grad()).all().item<bool>();
   // Linked with diffinstruct::cuda (CONSUMER_LINKS_CUDA_KERNELS), the fused CUDA ops must be registered.

@@ -84,6 +84,41 @@ TEST_CASE("read_idx names what is wrong with a bad file", "[data][idx]") {
   CHECK_THROWS(di::data::read_idx(scratch("cut.gz").string()));
 }
 
+TEST_CASE("#19 read_idx refuses gzip streams without their trailer and sizes the file cannot hold, before allocating",
+          "[data][idx][hardening]") {
+  // Every truncation of a small gzipped IDX file is an error, the 8-byte trailer (CRC, length) included.
+  write_gz(scratch("small.gz"), idx_bytes({64, 4}, ramp(256)));
+  std::ifstream in(scratch("small.gz"), std::ios::binary);
+  const std::string gz((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::ofstream(scratch("no_trailer.gz"), std::ios::binary) << gz.substr(0, gz.size() - 8);
+  CHECK_THROWS_WITH(di::data::read_idx(scratch("no_trailer.gz").string()), Catch::Contains("no_trailer.gz") && Catch::Contains("truncated"));
+  int refused = 0;
+  for (size_t cut = 1; cut < gz.size(); ++cut) {
+    std::ofstream(scratch("cut_n.gz"), std::ios::binary) << gz.substr(0, gz.size() - cut);
+    try {
+      (void)di::data::read_idx(scratch("cut_n.gz").string());
+    } catch (const c10::Error& e) {
+      CHECK_THAT(e.what(), Catch::Contains("cut_n.gz"));
+      ++refused;
+    }
+  }
+  CHECK(refused == static_cast<int>(gz.size()) - 1);
+  // A flipped bit in the compressed data fails zlib's CRC.
+  std::string flipped = gz;
+  flipped[gz.size() - 6] ^= 0x01;  // inside the stored CRC
+  std::ofstream(scratch("bad_crc.gz"), std::ios::binary) << flipped;
+  CHECK_THROWS_WITH(di::data::read_idx(scratch("bad_crc.gz").string()), Catch::Contains("bad_crc.gz"));
+  // A 26-byte file declaring 131072 x 131071 bytes: refused before any allocation.
+  const std::vector<uint8_t> huge_header = {0, 0, 8, 2, 0, 2, 0, 0, 0, 1, 255, 255};
+  auto huge = huge_header;
+  huge.resize(26, 'x');
+  write_plain(scratch("huge.idx"), huge);
+  CHECK_THROWS_WITH(di::data::read_idx(scratch("huge.idx").string()),
+                    Catch::Contains("huge.idx") && Catch::Contains("declares [131072, 131071]") && Catch::Contains("holds 14 bytes"));
+  write_gz(scratch("huge.gz"), huge);
+  CHECK_THROWS_WITH(di::data::read_idx(scratch("huge.gz").string()), Catch::Contains("more than a gzip file of"));
+}
+
 TEST_CASE("load_fashion_mnist checks that images and labels belong together", "[data][idx]") {
   const fs::path dir = scratch("fmnist");
   fs::create_directories(dir);

@@ -50,7 +50,7 @@ torch::Tensor flat_weights(Mlp& g, Mlp& a) {
 int main(int argc, char** argv) {
   CLI::App app{"data-parallel DI* test worker"};
   int64_t steps = 6, batch = 8, save_at = -1, die_at = -1, timeout_ms = 20000;
-  std::string out, resume, checkpoint, file_store, backend = "gloo";
+  std::string out, resume, checkpoint, file_store, backend = "gloo", resume_mode = "strict";
   std::vector<std::string> compare;
   double tol = 1e-5;
   app.add_option("--steps", steps);
@@ -59,6 +59,8 @@ int main(int argc, char** argv) {
   app.add_option("--checkpoint", checkpoint, "checkpoint path for --save-at");
   app.add_option("--save-at", save_at, "write a checkpoint after this many steps");
   app.add_option("--resume", resume, "resume from this checkpoint");
+  app.add_option("--resume-mode", resume_mode, "strict, or live (keep this run's settings, e.g. another world size)")
+      ->check(CLI::IsMember({"strict", "live"}));
   app.add_option("--die-at", die_at, "rank 1 exits abruptly before this step");
   app.add_option("--timeout-ms", timeout_ms);
   app.add_option("--file-store", file_store, "rendezvous through this file instead of TCP");
@@ -85,7 +87,7 @@ int main(int argc, char** argv) {
     conditions.null_condition = torch::full({1}, 2, torch::kLong);
     Trainer trainer(di::Generator<Mlp>(gen), di::Denoiser<Teacher, di::EpsPrediction>(Teacher{}, "teacher"),
                     di::Denoiser<Mlp>(asst, "assistant"),
-                    {di::PseudoHuberScore(1.0), di::CfgInside(1.0),
+                    {di::PseudoHuberScore(1.0), di::CfgInside(di::AlphaCfg(1.0)),
                      di::CallableReward<std::function<torch::Tensor(torch::Tensor, torch::Tensor)>>(
                          [](torch::Tensor x, torch::Tensor) { return torch::sigmoid(3 * x.select(1, 0)); }),
                      di::CosineVPSchedule()},
@@ -96,7 +98,7 @@ int main(int argc, char** argv) {
                                              .file_store(file_store)
                                              .backend(backend == "nccl" ? di::DistributedBackend::kNccl : di::DistributedBackend::kGloo));
     trainer.set_data_parallel(dp);
-    if (!resume.empty()) trainer.load(resume);
+    if (!resume.empty()) trainer.load(resume, resume_mode == "live" ? di::ResumeMode::kKeepLiveOptions : di::ResumeMode::kRequireMatch);
     while (trainer.step_count() < steps) {
       if (dp->rank() == 1 && trainer.step_count() + 1 == die_at) {
         fmt::print(stderr, "rank 1: exiting abruptly before step {}\n", die_at);

@@ -1,5 +1,5 @@
 # Data-parallel tests: several worker processes on loopback, started by scripts/launch_local.sh.
-#   -DMODE=equivalence|resume|failure|file_store -DWORKER=<dp_worker> -DLAUNCH=<launch_local.sh> -DWORK=<dir> -DPORT=<port>
+#   -DMODE=equivalence|resume|failure|file_store|save_failure -DWORKER=<dp_worker> -DLAUNCH=<launch_local.sh> -DWORK=<dir> -DPORT=<port>
 cmake_minimum_required(VERSION 3.21)
 file(REMOVE_RECURSE ${WORK})
 file(MAKE_DIRECTORY ${WORK})
@@ -49,8 +49,35 @@ elseif(MODE STREQUAL "failure")
   if(elapsed GREATER 30)
     message(FATAL_ERROR "rank 0 took ${elapsed} s to stop (timeout 5 s)")
   endif()
-  run_step("checkpoint intact" ${WORKER} --steps 2 --batch 8 --resume ${WORK}/ckpt.pt --out ${WORK}/after.pt)
+  # It was written by a 2-rank run: one process resumes it only when told to keep its own world size.
+  execute_process(COMMAND ${WORKER} --steps 2 --batch 8 --resume ${WORK}/ckpt.pt RESULT_VARIABLE strict_rc ERROR_VARIABLE strict_err)
+  if(strict_rc EQUAL 0 OR NOT strict_err MATCHES "world_size: checkpoint 2, this trainer 1")
+    message(FATAL_ERROR "a 1-rank resume of a 2-rank checkpoint was not refused by name:\n${strict_err}")
+  endif()
+  run_step("checkpoint intact" ${WORKER} --steps 2 --batch 8 --resume ${WORK}/ckpt.pt --resume-mode live --out ${WORK}/after.pt)
   message(STATUS "rank 0 stopped after ${elapsed} s with:\n${err}")
+elseif(MODE STREQUAL "save_failure")
+  # Every rank calls save(); rank 0's write fails (no such folder). Rank 0 throws, and rank 1 learns
+  # it at once from rank 0's report, long before the 60 s collective timeout.
+  string(TIMESTAMP t0 "%s")
+  execute_process(COMMAND bash ${LAUNCH} 2 ${WORKER} --steps 6 --batch 8 --save-at 2 --checkpoint ${WORK}/no_such_dir/ckpt.pt
+                          --timeout-ms 60000
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
+  string(TIMESTAMP t1 "%s")
+  math(EXPR elapsed "${t1} - ${t0}")
+  if(rc EQUAL 0)
+    message(FATAL_ERROR "the run succeeded although rank 0 could not save:\n${out}\n${err}")
+  endif()
+  if(NOT err MATCHES "\\[rank 0\\] error: diffinstruct::DiStarTrainer::save: cannot write the checkpoint .*no_such_dir")
+    message(FATAL_ERROR "rank 0 did not report its failed save:\n${out}\n${err}")
+  endif()
+  if(NOT err MATCHES "\\[rank 1\\] error: diffinstruct::DiStarTrainer::save: rank 0 could not write the checkpoint .*no_such_dir")
+    message(FATAL_ERROR "rank 1 did not learn of rank 0's failed save:\n${out}\n${err}")
+  endif()
+  if(elapsed GREATER 20)
+    message(FATAL_ERROR "the ranks took ${elapsed} s to stop (collective timeout 60 s): the failure did not reach rank 1 at once")
+  endif()
+  message(STATUS "both ranks stopped after ${elapsed} s with:\n${err}")
 else()
   message(FATAL_ERROR "unknown MODE ${MODE}")
 endif()

@@ -143,17 +143,72 @@ TEST_CASE("KL pushes x_t by w*sg[y] and never differentiates the networks", "[di
   STATIC_REQUIRE(di::SquaredL2Score::needs_input_grad);
 }
 
-TEST_CASE("KL with DMD2's normaliser divides each push by mean |x0 - D_tgt|", "[divergences][kl]") {
+// DMD2's distribution-matching gradient, written out as its authors' training code computes it:
+// p_real = x0 - D_real(x_t), p_fake = x0 - D_fake(x_t), grad = (p_real - p_fake) / mean|p_real|,
+// loss = 0.5 ||x0 - sg[x0 - grad]||^2 (summed over a sample's dims, the library's convention).
+torch::Tensor dmd2_reference_grad(const torch::Tensor& x0, const torch::Tensor& x_t, const torch::Tensor& alpha, const torch::Tensor& sigma,
+                                  const torch::Tensor& eps_fake, const torch::Tensor& eps_real) {
+  const auto A = di::per_sample(alpha, x_t), S = di::per_sample(sigma, x_t);
+  const auto d_fake = (x_t.detach() - S * eps_fake.detach()) / A;
+  const auto d_real = (x_t.detach() - S * eps_real.detach()) / A;
+  const auto p_real = x0.detach() - d_real, p_fake = x0.detach() - d_fake;
+  const auto grad = (p_real - p_fake) / p_real.abs().reshape({x0.size(0), -1}).mean(1).reshape(di::per_sample(sigma, x_t).sizes());
+  auto leaf = x0.detach().clone().requires_grad_(true);
+  const auto loss = 0.5 * (leaf - (leaf - grad).detach()).pow(2).sum();
+  return torch::autograd::grad({loss}, {leaf})[0];
+}
+
+template <class Schedule>
+void check_dmd2(const Schedule& sched, const torch::Tensor& t, const char* label) {
+  INFO(label);
+  torch::manual_seed(1);
+  const auto o = torch::TensorOptions().dtype(torch::kFloat64);
+  auto x0 = torch::randn({t.size(0), 3, 4}, o).requires_grad_(true);
+  const auto noise = torch::randn_like(x0);
+  const auto alpha = sched.alpha(t), sigma = sched.sigma(t);
+  const auto x_t = di::diffuse(x0, alpha, sigma, noise);
+  const auto fake = 0.3 * x_t.detach() + 0.1 * torch::randn_like(x0), real = 0.5 * x_t.detach() - 0.2;
+  di::DivergenceInputs in{fake, real, noise, x_t, x0, alpha, sigma, sched.w(t)};
+  const auto g = torch::autograd::grad({di::KL(di::KLOptions().dmd_normalizer(true)).loss(in).sum()}, {x0})[0];
+  const auto expected = dmd2_reference_grad(x0, x_t, alpha, sigma, fake, real);
+  CHECK(torch::allclose(g, expected, 1e-10, 1e-12));
+  // The weighting does not enter: any w gives DMD2's gradient.
+  in.w = torch::rand_like(in.w) * 5;
+  const auto g2 = torch::autograd::grad({di::KL(di::KLOptions().dmd_normalizer(true)).loss(in).sum()}, {x0})[0];
+  CHECK(torch::allclose(g2, expected, 1e-10, 1e-12));
+  // Without the normaliser, w = sigma^2/alpha^2 (inverse SNR) is DMD's unnormalised gradient D_fake - D_real.
+  in.w = sigma * sigma / (alpha * alpha);
+  const auto g3 = torch::autograd::grad({di::KL().loss(in).sum()}, {x0})[0];
+  const auto A = di::per_sample(alpha, x_t), S = di::per_sample(sigma, x_t);
+  CHECK(torch::allclose(g3, (S * (real - fake)) / A, 1e-10, 1e-12));
+}
+
+TEST_CASE("KL with the DMD2 normaliser has DMD2's gradient under every schedule and weighting", "[divergences][kl][dmd2]") {
+  const auto o = torch::TensorOptions().dtype(torch::kFloat64);
+  check_dmd2(di::DiscreteVPSchedule(), torch::tensor({25., 250., 500., 750., 975.}, o), "discrete VP, default w = sigma^2");
+  check_dmd2(di::DiscreteVPSchedule(di::DiscreteVPOptions::linear()), torch::tensor({25., 975.}, o), "discrete VP linear");
+  check_dmd2(di::CosineVPSchedule(), torch::tensor({0.05, 0.5, 0.95}, o), "cosine VP");
+  check_dmd2(di::EdmSchedule(), torch::tensor({0.01, 1.0, 40.0}, o), "EDM (alpha = 1)");
   const auto B = random_batch({4, 6});
-  const auto loss = di::KL(di::KLOptions().dmd_normalizer(true)).loss(B.inputs());
-  const auto s = B.sigma.unsqueeze(1), a = B.alpha.unsqueeze(1);
-  const auto d_tgt = (B.x_t - s * B.b) / a;
-  const auto norm = (B.x0 - d_tgt).abs().mean(1, true).detach();
-  const auto grad = torch::autograd::grad({loss.sum()}, {B.x_t})[0];
-  CHECK(torch::allclose(grad, B.w.unsqueeze(1) * (B.b - B.a).detach() / s / norm, 1e-12, 1e-14));
   auto in = B.inputs();
   in.x0 = torch::Tensor();
   CHECK_THROWS_WITH(di::KL(di::KLOptions().dmd_normalizer(true)).loss(in), Catch::Contains("dmd_normalizer needs `x0`"));
+}
+
+TEST_CASE("a divergence called directly validates the values it divides by", "[divergences][errors]") {
+  const auto B = random_batch({3, 4});
+  auto in = B.inputs();
+  in.sigma = in.sigma.detach().clone();
+  in.sigma[1] = 0.0;
+  CHECK_THROWS_WITH(di::PseudoHuberScore(1.0).loss(in), Catch::Contains("PseudoHuberScore: expected sigma > 0"));
+  CHECK_THROWS_WITH(di::SquaredL2Score().loss(in), Catch::Contains("SquaredL2Score: expected sigma > 0"));
+  CHECK_THROWS_WITH(di::KL().loss(in), Catch::Contains("KL: expected sigma > 0"));
+  CHECK_THROWS_WITH(di::ScoreDivergence<di::PseudoHuberDistance>().loss(in), Catch::Contains("expected sigma > 0"));
+  auto nan_alpha = B.inputs();
+  nan_alpha.alpha = torch::full_like(nan_alpha.alpha, NAN);
+  CHECK_THROWS_WITH(di::KL(di::KLOptions().dmd_normalizer(true)).loss(nan_alpha), Catch::Contains("alpha > 0"));
+  in.check_values = false;  // the hot path skips the read-backs and gets what it asked for
+  CHECK_FALSE(torch::isfinite(di::PseudoHuberScore(1.0).loss(in)[1]).item<bool>());
 }
 
 TEST_CASE("divergences agree across dtypes and odd shapes, batch of one included", "[divergences][dtypes]") {

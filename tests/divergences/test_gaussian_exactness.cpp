@@ -41,8 +41,8 @@ TEST_CASE("pseudo-Huber surrogate gradients are exact in several dimensions and 
         const di::PseudoHuberScore div(c);
         const di::PseudoHuberDistance truth{c};
         require_agrees(dt::check_score_exactness(div, di::NoGuidance{}, truth, p, kDraws, 100 + dim));
-        require_agrees(dt::check_score_exactness(div, di::CfgInside(kCfg), truth, p, kDraws, 200 + dim));
-        require_agrees(dt::check_score_exactness(div, di::CfgOutside(kCfg), truth, p, kDraws, 300 + dim));
+        require_agrees(dt::check_score_exactness(div, di::CfgInside(di::AlphaCfg(kCfg)), truth, p, kDraws, 200 + dim));
+        require_agrees(dt::check_score_exactness(div, di::CfgOutside(di::AlphaCfg(kCfg)), truth, p, kDraws, 300 + dim));
       }
     }
   }
@@ -54,8 +54,8 @@ TEST_CASE("squared-L2 surrogate gradients equal the closed-form Fisher gradient"
     const di::SquaredL2Score div;
     const di::SquaredL2Distance truth;
     require_agrees(dt::check_score_exactness(div, di::NoGuidance{}, truth, p, kDraws, 400 + dim));
-    require_agrees(dt::check_score_exactness(div, di::CfgInside(kCfg), truth, p, kDraws, 500 + dim));
-    require_agrees(dt::check_score_exactness(div, di::CfgOutside(kCfg), truth, p, kDraws, 600 + dim));
+    require_agrees(dt::check_score_exactness(div, di::CfgInside(di::AlphaCfg(kCfg)), truth, p, kDraws, 500 + dim));
+    require_agrees(dt::check_score_exactness(div, di::CfgOutside(di::AlphaCfg(kCfg)), truth, p, kDraws, 600 + dim));
   }
 }
 
@@ -63,14 +63,14 @@ TEST_CASE("KL surrogate gradients equal the closed-form Gaussian KL gradient", "
   for (int64_t dim : {1, 3, 8}) {
     const auto p = dt::GaussianProblem::make(dim);
     require_agrees(dt::check_kl_exactness(di::KL(), di::NoGuidance{}, p, kDraws, 700 + dim));
-    require_agrees(dt::check_kl_exactness(di::KL(), di::CfgInside(kCfg), p, kDraws, 800 + dim));
-    require_agrees(dt::check_kl_exactness(di::KL(), di::CfgOutside(kCfg), p, kDraws, 900 + dim));
+    require_agrees(dt::check_kl_exactness(di::KL(), di::CfgInside(di::AlphaCfg(kCfg)), p, kDraws, 800 + dim));
+    require_agrees(dt::check_kl_exactness(di::KL(), di::CfgOutside(di::AlphaCfg(kCfg)), p, kDraws, 900 + dim));
   }
 }
 
 TEST_CASE("a user distance through ScoreDivergence is exact too", "[exactness][distance]") {
   const auto p = dt::GaussianProblem::make(4);
-  require_agrees(dt::check_score_exactness(di::ScoreDivergence<Cauchy>(), di::CfgInside(kCfg), Cauchy{}, p, kDraws, 1000));
+  require_agrees(dt::check_score_exactness(di::ScoreDivergence<Cauchy>(), di::CfgInside(di::AlphaCfg(kCfg)), Cauchy{}, p, kDraws, 1000));
 }
 
 TEST_CASE("negative control: a detached d'(y) keeps the location gradient and gets the scale gradient wrong",

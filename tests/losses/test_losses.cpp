@@ -38,13 +38,13 @@ TEST_CASE("generator loss = divergence + guidance + reward, each per sample", "[
   auto in = make_inputs();
   in.reward = torch::sigmoid(in.x0.select(1, 0));
   in.alpha_rew = 4.0;
-  const auto terms = di::generator_loss(di::PseudoHuberScore(1.0), di::CfgOutside(1.5), in);
+  const auto terms = di::generator_loss(di::PseudoHuberScore(1.0), di::CfgOutside(di::AlphaCfg(1.5)), in);
   CHECK(terms.total.sizes() == torch::IntArrayRef({4}));
   CHECK(torch::allclose(terms.total, terms.divergence + terms.guidance + terms.reward));
   CHECK(torch::allclose(terms.reward, -4.0 * in.reward));
   di::DivergenceInputs div_in{in.assistant_eps, in.eps_cond, in.noise, in.x_t, in.x0, in.alpha, in.sigma, in.w};
   CHECK(torch::allclose(terms.divergence, di::PseudoHuberScore(1.0).loss(div_in)));
-  CHECK(torch::allclose(terms.guidance, di::CfgOutside(1.5).loss(in.eps_cond, in.eps_uncond, in.x_t, in.sigma, in.w)));
+  CHECK(torch::allclose(terms.guidance, di::CfgOutside(di::AlphaCfg(1.5)).loss(in.eps_cond, in.eps_uncond, in.x_t, in.sigma, in.w)));
   // Without a reward the reward term is zero; without guidance no unconditional pass is needed.
   auto plain = make_inputs();
   plain.eps_uncond = torch::Tensor();
@@ -64,7 +64,7 @@ TEST_CASE("generator loss reports non-finite inputs by name, or lets them throug
   auto neg = make_inputs();
   neg.sigma = neg.sigma.clone();
   neg.sigma[0] = 0.0;
-  CHECK_THROWS_WITH(di::generator_loss(di::KL(), di::NoGuidance{}, neg), Catch::Contains("sigma > 0 for every sample"));
+  CHECK_THROWS_WITH(di::generator_loss(di::KL(), di::NoGuidance{}, neg), Catch::Contains("generator_loss: expected sigma > 0"));
   auto rew = make_inputs();
   rew.reward = torch::full({4}, INFINITY, torch::kFloat64);
   CHECK_THROWS_WITH(di::generator_loss(di::KL(), di::NoGuidance{}, rew), Catch::Contains("finite values in `reward`"));

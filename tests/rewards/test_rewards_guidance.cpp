@@ -51,7 +51,7 @@ torch::Tensor grad_x0(const Setup& s, const torch::Tensor& loss) {
 
 TEST_CASE("CFG inside guides the target: b = eps_c + alpha (eps_c - eps_u)", "[guidance]") {
   const auto s = make_setup();
-  const di::CfgInside inside(7.5);
+  const di::CfgInside inside(di::AlphaCfg(7.5));
   CHECK(torch::allclose(inside.target(s.eps_c, s.eps_u), s.eps_c + 7.5 * (s.eps_c - s.eps_u)));
   CHECK(torch::equal(inside.loss(s.eps_c, s.eps_u, s.x_t, s.sigma, s.w), torch::zeros({6}, torch::kFloat64)));
   CHECK(torch::equal(di::NoGuidance{}.target(s.eps_c, torch::Tensor()), s.eps_c));
@@ -59,7 +59,7 @@ TEST_CASE("CFG inside guides the target: b = eps_c + alpha (eps_c - eps_u)", "[g
 
 TEST_CASE("CFG outside adds alpha w <sg[(eps_c - eps_u)/sigma], x_t>", "[guidance]") {
   const auto s = make_setup();
-  const di::CfgOutside outside(3.0);
+  const di::CfgOutside outside(di::AlphaCfg(3.0));
   CHECK(torch::equal(outside.target(s.eps_c, s.eps_u), s.eps_c));
   const auto l = outside.loss(s.eps_c, s.eps_u, s.x_t, s.sigma, s.w);
   const auto push = ((s.eps_c - s.eps_u) / s.sigma.unsqueeze(1)).detach();
@@ -70,14 +70,14 @@ TEST_CASE("CFG outside adds alpha w <sg[(eps_c - eps_u)/sigma], x_t>", "[guidanc
 
 TEST_CASE("CFG placements: identical gradients for KL, different for pseudo-Huber", "[guidance][placement]") {
   const auto s = make_setup(1);
-  const auto kl_in = loss_of(s, di::KL(), di::CfgInside(2.0));
-  const auto kl_out = loss_of(s, di::KL(), di::CfgOutside(2.0));
+  const auto kl_in = loss_of(s, di::KL(), di::CfgInside(di::AlphaCfg(2.0)));
+  const auto kl_out = loss_of(s, di::KL(), di::CfgOutside(di::AlphaCfg(2.0)));
   CHECK(torch::allclose(grad_x0(s, kl_in.total), grad_x0(s, kl_out.total), 1e-12, 1e-14));
   CHECK(torch::allclose(kl_in.total, kl_out.total, 1e-12, 1e-14));
   CHECK(kl_out.guidance.abs().sum().item<double>() > 0);
 
-  const auto ph_in = loss_of(s, di::PseudoHuberScore(1.0), di::CfgInside(2.0));
-  const auto ph_out = loss_of(s, di::PseudoHuberScore(1.0), di::CfgOutside(2.0));
+  const auto ph_in = loss_of(s, di::PseudoHuberScore(1.0), di::CfgInside(di::AlphaCfg(2.0)));
+  const auto ph_out = loss_of(s, di::PseudoHuberScore(1.0), di::CfgOutside(di::AlphaCfg(2.0)));
   const auto diff = (grad_x0(s, ph_in.total) - grad_x0(s, ph_out.total)).abs().max().item<double>();
   CHECK(diff > 1e-3);
   // And each equals its own formula: inside = pseudo-Huber towards the guided target.
@@ -85,12 +85,12 @@ TEST_CASE("CFG placements: identical gradients for KL, different for pseudo-Hube
   CHECK(torch::allclose(ph_in.total, di::PseudoHuberScore(1.0).loss(guided)));
   di::DivergenceInputs plain{s.a, s.eps_c, s.noise, s.x_t, s.x0, s.alpha, s.sigma, s.w};
   CHECK(torch::allclose(ph_out.total, di::PseudoHuberScore(1.0).loss(plain) +
-                                          di::CfgOutside(2.0).loss(s.eps_c, s.eps_u, s.x_t, s.sigma, s.w)));
+                                          di::CfgOutside(di::AlphaCfg(2.0)).loss(s.eps_c, s.eps_u, s.x_t, s.sigma, s.w)));
 }
 
 TEST_CASE("guidance policies validate their scale and inputs", "[guidance][errors]") {
-  CHECK_THROWS_WITH(di::CfgInside(-1.0), Catch::Contains("cfg_inside: expected a finite guidance scale >= 0, got -1"));
-  CHECK_THROWS_WITH(di::CfgOutside(NAN), Catch::Contains("guidance scale"));
+  CHECK_THROWS_WITH(di::CfgInside(di::AlphaCfg(-1.0)), Catch::Contains("cfg_inside: expected a finite alpha_cfg >= 0 (guidance scale s = 1 + alpha_cfg >= 1), got alpha_cfg -1"));
+  CHECK_THROWS_WITH(di::CfgOutside(di::AlphaCfg(NAN)), Catch::Contains("alpha_cfg"));
   const auto s = make_setup();
   CHECK_THROWS_WITH(di::CfgInside().target(s.eps_c, s.eps_c.slice(0, 0, 3)),
                     Catch::Contains("CfgInside") && Catch::Contains("`eps_uncond` to have the shape of `eps_cond`"));

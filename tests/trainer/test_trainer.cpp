@@ -129,7 +129,10 @@ TEST_CASE("exact resume: N steps equal N/2, save, restore into a fresh trainer, 
     first->save(path);
   }  // everything destroyed
   auto resumed = make_trainer(1234, di::DiStarTrainerOptions().seed(999));  // other weights, other options
-  resumed->load(path);
+  CHECK_THROWS_WITH(resumed->load(path), Catch::Contains("options.assistant_steps: checkpoint 2, this trainer 1") &&
+                                             Catch::Contains("options.seed: checkpoint 11, this trainer 999"));
+  CHECK(resumed->step_count() == 0);
+  resumed->load(path, di::ResumeMode::kUseCheckpointOptions);
   CHECK(resumed->step_count() == 10);
   CHECK(resumed->options().batch_size() == 64);
   CHECK(resumed->options().seed() == 11);
@@ -154,12 +157,13 @@ TEST_CASE("a truncated or corrupt checkpoint is refused clearly and changes noth
   }
   trainer->fit(2);
   const auto before = snapshot(trainer->generator_parameters());
-  CHECK_THROWS_WITH(trainer->load(bad), Catch::Contains("cannot read checkpoint") && Catch::Contains("bad.ckpt"));
+  CHECK_THROWS_WITH(trainer->load(bad), Catch::Contains("cannot restore checkpoint") && Catch::Contains("bad.ckpt") &&
+                                           Catch::Contains("truncated"));
   CHECK_THROWS_WITH(trainer->load(tmp_path("missing.ckpt")), Catch::Contains("no checkpoint file at"));
   {
     std::ofstream(bad, std::ios::binary) << "not a checkpoint at all";
   }
-  CHECK_THROWS_WITH(trainer->load(bad), Catch::Contains("cannot read checkpoint"));
+  CHECK_THROWS_WITH(trainer->load(bad), Catch::Contains("cannot restore checkpoint") && Catch::Contains("not a valid safetensors file"));
   CHECK(identical(before, snapshot(trainer->generator_parameters())));
   CHECK(trainer->step_count() == 5);
   CHECK(std::filesystem::file_size(good) == size);  // the previous checkpoint is intact and loads
@@ -171,7 +175,8 @@ TEST_CASE("a truncated or corrupt checkpoint is refused clearly and changes noth
       di::PseudoHuberScore(1.0), di::NoGuidance{}, Reward(SigmoidReward{}), di::CosineVPSchedule()};
   Trainer wide(di::Generator<Mlp>(Mlp(2, 2, 32)), Teacher(MixtureTeacher{}), di::Denoiser<Mlp>(Mlp(3, 2)), policies, {},
                std::vector<int64_t>{2});
-  CHECK_THROWS_WITH(wide.load(good), Catch::Contains("generator tensor") && Catch::Contains("has shape [64, 2], expected [32, 2]"));
+  CHECK_THROWS_WITH(wide.load(good, di::ResumeMode::kKeepLiveOptions),
+                    Catch::Contains("generator tensor") && Catch::Contains("has shape [64, 2], expected [32, 2]"));
   std::filesystem::remove(good);
   std::filesystem::remove(bad);
 }
@@ -273,8 +278,8 @@ void run_frozen_check(Divergence div, Guidance guid, bool expect_grad_mode) {
 
 TEST_CASE("frozen teacher and reward are never updated and receive no gradient; CFG batches one teacher pass",
           "[trainer][frozen]") {
-  run_frozen_check(di::PseudoHuberScore(1.0), di::CfgInside(2.0), /*expect_grad_mode=*/true);
-  run_frozen_check(di::KL(), di::CfgOutside(2.0), /*expect_grad_mode=*/false);  // KL builds no graph through the networks
+  run_frozen_check(di::PseudoHuberScore(1.0), di::CfgInside(di::AlphaCfg(2.0)), /*expect_grad_mode=*/true);
+  run_frozen_check(di::KL(), di::CfgOutside(di::AlphaCfg(2.0)), /*expect_grad_mode=*/false);  // KL builds no graph through the networks
   run_frozen_check(di::SquaredL2Score(), di::NoGuidance{}, /*expect_grad_mode=*/true);
 }
 
@@ -306,7 +311,7 @@ TEST_CASE("trainer options are validated with the option's name and value", "[tr
   CHECK_THROWS_WITH(make_trainer(0, di::DiStarTrainerOptions().batch_size(0)), Catch::Contains("batch_size > 0, got 0"));
   CHECK_THROWS_WITH(make_trainer(0, di::DiStarTrainerOptions().assistant_steps(-1)), Catch::Contains("assistant_steps >= 0, got -1"));
   CHECK_THROWS_WITH(make_trainer(0, di::DiStarTrainerOptions().generator_adam(di::AdamSettings(-1.0))),
-                    Catch::Contains("generator_adam.lr > 0, got -1"));
+                    Catch::Contains("generator_adam.lr > 0 and finite in float32, got -1"));
   CHECK_THROWS_WITH(make_trainer(0, di::DiStarTrainerOptions().ema_decay(1.0)), Catch::Contains("0 <= ema_decay < 1, got 1"));
   CHECK_THROWS_WITH(make_trainer(0, di::DiStarTrainerOptions().alpha_rew(NAN)), Catch::Contains("finite alpha_rew"));
   CHECK_THROWS_WITH(make_trainer(0, di::DiStarTrainerOptions().assistant_adam(di::AdamSettings(1e-3).beta1(1.0))),

@@ -78,6 +78,14 @@ inline void check_finite(const torch::Tensor& t, const char* component, const ch
               " infinite entries (shape ", t.sizes(), ")");
 }
 
+/// Every entry of `t` is finite and > 0 (one device read-back).
+inline void check_positive_values(const torch::Tensor& t, const char* component, const char* name) {
+  if (t.numel() == 0) return;
+  const auto lo = t.min().to(torch::kCPU, torch::kFloat64).item<double>();
+  TORCH_CHECK(std::isfinite(lo) && lo > 0 && torch::isfinite(t).all().item<bool>(), "diffinstruct::", component, ": expected ",
+              name, " > 0 and finite for every sample, got min ", lo);
+}
+
 inline void check_positive(double value, const char* component, const char* name) {
   TORCH_CHECK(std::isfinite(value) && value > 0.0, "diffinstruct::", component, ": expected ", name,
               " > 0, got ", value);

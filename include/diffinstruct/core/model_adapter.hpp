@@ -13,7 +13,7 @@
 /// `t` is the schedule's own time variable, per sample [B] (a timestep for discrete VP, t ∈ [0, 1]
 /// for cosine VP, σ for EDM); models that want another embedding of time convert it themselves.
 
-#include <diffinstruct/core/condition.hpp>
+#include <diffinstruct/core/module_ref.hpp>
 #include <diffinstruct/core/parameterization.hpp>
 
 #include <functional>
@@ -24,65 +24,28 @@
 #include <vector>
 
 namespace diffinstruct {
+
 namespace detail {
-
-template <class T, class = void>
-struct is_module_holder : std::false_type {};
-template <class T>
-struct is_module_holder<T, std::void_t<typename T::ContainedType>>
-    : std::is_base_of<torch::nn::ModuleHolder<typename T::ContainedType>, T> {};
-
-template <class T>
-struct is_module_ptr : std::false_type {};
-template <class T>
-struct is_module_ptr<std::shared_ptr<T>> : std::is_base_of<torch::nn::Module, T> {};
-
-template <class T>
-inline constexpr bool is_script_module_v = std::is_same_v<std::decay_t<T>, torch::jit::Module>;
-
-template <class T>
-inline constexpr bool is_native_module_v = is_module_holder<std::decay_t<T>>::value || is_module_ptr<std::decay_t<T>>::value;
-
-/// Calls `model` on tensors followed by a condition, whatever kind of model it is.
+/// Calls a model and, if it throws, says which role it was playing and on what input.
 template <class Model, class Cond, class... Tensors>
-torch::Tensor call_model(Model& model, const Cond& cond, const Tensors&... inputs) {
-  constexpr bool no_cond = std::is_same_v<Cond, NoCondition>;
-  if constexpr (is_script_module_v<Model>) {
-    std::vector<torch::jit::IValue> args{torch::jit::IValue(inputs)...};
-    ConditionTraits<Cond>::append_ivalues(cond, args);
-    auto out = model.forward(std::move(args));
-    TORCH_CHECK(out.isTensor(), "diffinstruct: expected the TorchScript model's forward to return a Tensor, got ",
-                out.tagKind());
-    return out.toTensor();
-  } else if constexpr (is_native_module_v<Model>) {
-    if constexpr (no_cond) return model->forward(inputs...);
-    else return model->forward(inputs..., cond);
-  } else {
-    if constexpr (no_cond) return std::invoke(model, inputs...);
-    else return std::invoke(model, inputs..., cond);
+torch::Tensor call_named(const char* role, const std::string& name, const torch::Tensor& first, Model& model, const Cond& cond,
+                         const Tensors&... inputs) {
+  try {
+    return call_model(model, cond, inputs...);
+  } catch (c10::Error& e) {
+    e.add_context(c10::str("diffinstruct::", role, "('", name, "'): the model's forward failed on an input of shape ", first.sizes(),
+                           " (dtype ", first.scalar_type(), ", device ", first.device(), ")"));
+    throw;
   }
 }
-
-/// The trainable parameters of a model (empty for plain callables, which own none we can see).
-template <class Model>
-std::vector<torch::Tensor> model_parameters(const Model& model) {
-  if constexpr (is_script_module_v<Model>) {
-    std::vector<torch::Tensor> out;
-    for (const auto& p : model.parameters()) out.push_back(p);
-    return out;
-  } else if constexpr (is_native_module_v<Model>) {
-    return model->parameters();
-  } else {
-    return {};
-  }
-}
-
 } // namespace detail
 
 /// A diffusion network seen as an ε̂-predictor: `eps(x_t, t, alpha, sigma, c)`.
 ///
 /// `Param` is the network's own parameterization (EpsPrediction, X0Prediction, VPrediction,
 /// ScorePrediction); its output is converted to ε̂, the space in which every loss is written.
+/// When `Model` is a plain callable that uses modules (an analytic score around a network, say),
+/// declare them with `holds(module)` so that a trainer can freeze them and check them.
 ///
 /// Example:
 ///   auto teacher = Denoiser<UNet, VPrediction>(unet, "teacher");
@@ -102,11 +65,24 @@ class Denoiser {
   torch::Tensor eps(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& alpha,
                     const torch::Tensor& sigma, const Cond& cond) {
     detail::check_condition_batch(cond, x_t.size(0), name_.c_str());
-    const torch::Tensor out = detail::call_model(model_, cond, x_t, t);
+    const torch::Tensor out = detail::call_named("Denoiser", name_, x_t, model_, cond, x_t, t);
     TORCH_CHECK(out.defined() && out.sizes() == x_t.sizes(), "diffinstruct::Denoiser(", name_,
                 "): expected the model to return a prediction of shape ", x_t.sizes(), " (the shape of x_t), got ",
                 detail::shape_str(out));
     return Param::to_eps(out, x_t, alpha, sigma);
+  }
+
+  /// Declares a module that the callable model uses (returns *this).
+  template <class Module>
+  Denoiser& holds(const Module& module) {
+    held_.push_back(ModuleRef::of(module));
+    return *this;
+  }
+  /// The model itself (when it is a module) and every module declared with holds().
+  std::vector<ModuleRef> modules() const {
+    auto out = detail::module_refs_of(model_);
+    out.insert(out.end(), held_.begin(), held_.end());
+    return out;
   }
 
   Model& model() { return model_; }
@@ -117,6 +93,7 @@ class Denoiser {
  private:
   Model model_;
   std::string name_;
+  std::vector<ModuleRef> held_;
 };
 
 /// A one-step generator `x0 = g(z, c)`.
@@ -130,14 +107,16 @@ class Generator {
   template <class Cond>
   torch::Tensor operator()(const torch::Tensor& z, const Cond& cond) {
     detail::check_condition_batch(cond, z.size(0), name_.c_str());
-    torch::Tensor x0 = detail::call_model(model_, cond, z);
+    torch::Tensor x0 = detail::call_named("Generator", name_, z, model_, cond, z);
     TORCH_CHECK(x0.defined() && x0.dim() >= 1 && x0.size(0) == z.size(0), "diffinstruct::Generator(", name_,
                 "): expected the model to return a batch of ", z.size(0), " samples, got shape ", detail::shape_str(x0));
     return x0;
   }
 
+  std::vector<ModuleRef> modules() const { return detail::module_refs_of(model_); }
   Model& model() { return model_; }
   const Model& model() const { return model_; }
+  const std::string& name() const { return name_; }
   std::vector<torch::Tensor> parameters() const { return detail::model_parameters(model_); }
 
  private:

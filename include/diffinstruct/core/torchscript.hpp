@@ -45,8 +45,16 @@ inline torch::jit::Module load_torchscript(const std::string& path, ModelRole ro
     TORCH_CHECK(false, "diffinstruct::load_torchscript: '", path, "' (the ", what,
                 ") is not a loadable TorchScript archive (truncated, corrupt, or saved with torch.save instead of torch.jit.save): ",
                 e.what_without_backtrace());
+  } catch (const std::exception& e) {  // the archive reader also throws std::out_of_range and others on damaged files
+    TORCH_CHECK(false, "diffinstruct::load_torchscript: '", path, "' (the ", what, ") is corrupt or truncated: ", e.what());
   }
-  const auto forward = m.find_method("forward");
+  c10::optional<torch::jit::Method> forward;
+  try {
+    forward = m.find_method("forward");
+    if (forward) (void)forward->function().getSchema();
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, "diffinstruct::load_torchscript: '", path, "' (the ", what, ") is corrupt: its forward cannot be read: ", e.what());
+  }
   TORCH_CHECK(forward.has_value(), "diffinstruct::load_torchscript: the ", what, " module in '", path, "' has no forward method");
   const int base = role == ModelRole::kDenoiser ? 2 : 1;
   const int expected = base + condition_inputs;

@@ -21,13 +21,21 @@ namespace diffinstruct {
 namespace data {
 
 /// The contents of an unsigned-byte IDX file: shape and bytes (uint8 tensor of that shape).
+///
+/// Hostile files: the declared size is compared with what the file can hold before anything is
+/// allocated (a plain file must hold exactly the header plus the data; a gzip stream cannot expand
+/// more than 1032-fold, deflate's limit), and a gzip stream must end with its trailer intact (CRC
+/// and length, checked by zlib when the stream is closed).
 inline torch::Tensor read_idx(const std::string& path) {
   TORCH_CHECK(std::filesystem::is_regular_file(path), "diffinstruct::read_idx: no such file: '", path, "'");
+  const auto file_bytes = static_cast<int64_t>(std::filesystem::file_size(path));
   gzFile file = gzopen(path.c_str(), "rb");  // reads plain files too (transparently)
   TORCH_CHECK(file != nullptr, "diffinstruct::read_idx: cannot open '", path, "'");
   struct Closer {
     gzFile f;
-    ~Closer() { gzclose(f); }
+    ~Closer() {
+      if (f) gzclose(f);
+    }
   } closer{file};
   auto read_exact = [&](void* dst, size_t bytes, const char* what) {
     size_t done = 0;
@@ -61,11 +69,31 @@ inline torch::Tensor read_idx(const std::string& path) {
     count *= d;
   }
   TORCH_CHECK(count < (int64_t{1} << 34), "diffinstruct::read_idx: '", path, "' claims ", count, " elements");
+  // Nothing is allocated that the file cannot hold.
+  const int64_t header_bytes = 4 + 4 * int64_t{dims};
+  if (gzdirect(file)) {
+    TORCH_CHECK(header_bytes + count == file_bytes, "diffinstruct::read_idx: '", path, "' declares ", c10::IntArrayRef(shape), " (",
+                count, " bytes of data) but holds ", file_bytes - header_bytes, " bytes after its header (truncated, or not that file)");
+  } else {
+    constexpr int64_t kMaxDeflateRatio = 1032;
+    TORCH_CHECK(count <= kMaxDeflateRatio * file_bytes, "diffinstruct::read_idx: '", path, "' declares ", c10::IntArrayRef(shape), " (",
+                count, " bytes of data), more than a gzip file of ", file_bytes, " bytes can hold (at most ", kMaxDeflateRatio,
+                " times its size)");
+  }
   auto out = torch::empty(shape, torch::kUInt8);
   read_exact(out.data_ptr<uint8_t>(), static_cast<size_t>(count), "data");
   char extra = 0;
-  TORCH_CHECK(gzread(file, &extra, 1) == 0, "diffinstruct::read_idx: '", path, "' has bytes after the ", count,
+  const int more = gzread(file, &extra, 1);
+  TORCH_CHECK(more <= 0, "diffinstruct::read_idx: '", path, "' has bytes after the ", count,
               " its header declares (wrong or concatenated file?)");
+  int code = Z_OK;
+  const char* msg = gzerror(file, &code);
+  TORCH_CHECK(more == 0 && (code == Z_OK || code == Z_STREAM_END), "diffinstruct::read_idx: '", path,
+              "' is truncated or corrupt after its data: ", msg);
+  const int closed = gzclose(file);
+  closer.f = nullptr;
+  TORCH_CHECK(closed == Z_OK, "diffinstruct::read_idx: '", path, "' is truncated: its gzip stream ends without its trailer (CRC and length)",
+              " or the trailer does not match (zlib code ", closed, ")");
   return out;
 }
 

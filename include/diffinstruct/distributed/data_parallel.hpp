@@ -13,7 +13,9 @@
 ///   * average: gradients are packed into flat buckets (per dtype, `bucket_bytes` each), all-reduced
 ///     with all buckets in flight at once, divided by the world size and unpacked;
 ///   * broadcast: rank 0's parameters to everyone (at start and after a resume);
-///   * barrier.
+///   * barrier;
+///   * publish_status / await_status through the store: how rank 0's checkpoint write went reaches
+///     the other ranks as soon as it is known, however long the write takes.
 /// Every collective waits at most `timeout`; a dead or hung rank becomes a c10::Error on the others
 /// that says so, instead of a hang. Needs Debian's libgloo-dev (the headers c10d's Gloo group includes).
 ///
@@ -56,6 +58,10 @@ struct DataParallelOptions {
   TORCH_ARG(std::string, file_store) = "";
   /// Gradient bucket size: fewer, larger all-reduces amortise per-message latency.
   TORCH_ARG(int64_t, bucket_bytes) = int64_t{25} << 20;
+  /// How long the other ranks wait for rank 0 to write a checkpoint (DiStarTrainer::save). Not the
+  /// collective timeout: a multi-GB write may take minutes. If rank 0 dies meanwhile the wait fails at
+  /// once with the TCP store (its server lives in rank 0); with a file store it ends at this timeout.
+  TORCH_ARG(std::chrono::milliseconds, checkpoint_timeout) = std::chrono::milliseconds(6 * 3600 * 1000);
 };
 
 /// Who this process is, from the launcher's environment.
@@ -101,6 +107,8 @@ class DataParallel : public Collectives {
     TORCH_CHECK(options_.timeout().count() > 0, "diffinstruct::DataParallel: expected a positive timeout, got ", options_.timeout().count(),
                 " ms");
     TORCH_CHECK(options_.bucket_bytes() > 0, "diffinstruct::DataParallel: expected bucket_bytes > 0, got ", options_.bucket_bytes());
+    TORCH_CHECK(options_.checkpoint_timeout().count() > 0, "diffinstruct::DataParallel: expected a positive checkpoint_timeout, got ",
+                options_.checkpoint_timeout().count(), " ms");
     c10::intrusive_ptr<c10d::Store> store;
     try {
       if (!options_.file_store().empty()) {
@@ -116,6 +124,7 @@ class DataParallel : public Collectives {
       }
       store->setTimeout(options_.timeout());
       const auto prefixed = c10::make_intrusive<c10d::PrefixStore>("diffinstruct", store);
+      status_store_ = c10::make_intrusive<c10d::PrefixStore>("diffinstruct_status", store);
       if (options_.backend() == DistributedBackend::kNccl) {
 #ifdef USE_C10D_NCCL
         c10::cuda::set_device(static_cast<c10::DeviceIndex>(env_.local_rank));
@@ -216,6 +225,27 @@ class DataParallel : public Collectives {
     wait(work, "barrier");
   }
 
+  void publish_status(const std::string& key, const std::string& status) override {
+    if (env_.world_size == 1) return;
+    try {
+      status_store_->set(key, std::vector<uint8_t>(status.begin(), status.end()));
+    } catch (const std::exception& e) {
+      TORCH_CHECK(false, "diffinstruct::DataParallel: rank ", env_.rank, " could not publish '", key, "' to the other ranks: ", e.what());
+    }
+  }
+
+  std::string await_status(const std::string& key) override {
+    if (env_.world_size == 1) return "ok";
+    try {
+      status_store_->wait({key}, options_.checkpoint_timeout());
+      const auto bytes = status_store_->get(key);
+      return std::string(bytes.begin(), bytes.end());
+    } catch (const std::exception& e) {
+      TORCH_CHECK(false, "diffinstruct::DataParallel: rank ", env_.rank, " of ", env_.world_size, " got no report from rank 0 for '", key,
+                  "' (rank 0 died, or took longer than checkpoint_timeout = ", options_.checkpoint_timeout().count(), " ms): ", e.what());
+    }
+  }
+
  private:
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
     std::string reason;
@@ -234,6 +264,7 @@ class DataParallel : public Collectives {
   RankEnvironment env_;
   DataParallelOptions options_;
   c10::intrusive_ptr<compat::C10dBackend> group_;  // Gloo or NCCL
+  c10::intrusive_ptr<c10d::Store> status_store_;    // checkpoint outcomes from rank 0
   double collective_seconds_ = 0;
 };
 

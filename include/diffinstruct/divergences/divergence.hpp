@@ -6,11 +6,15 @@
 ///                                             // autograd through their inputs x_t? (score: yes, KL: no)
 ///   static constexpr const char* name;
 ///   torch::Tensor loss(const DivergenceInputs& in) const;  // per-sample surrogate [B]
+/// `loss` validates what it uses: shapes, dtypes and devices always (no device read-back), values
+/// (finite, σ > 0, α > 0) when `in.check_values` is true, the default; call
+/// `detail::check_divergence_inputs(in, name)` first thing, as the shipped policies do.
 /// The surrogate's *value* is not the divergence; its gradient with respect to the generator's
 /// parameters is (MATH.md §2). Copy `NoDivergence` to write your own, or supply only a distance
 /// d'(y) to `ScoreDivergence<Distance>` (score_divergence.hpp).
 
 #include <diffinstruct/core/checks.hpp>
+#include <diffinstruct/core/describe.hpp>
 
 #include <type_traits>
 
@@ -27,10 +31,16 @@ struct DivergenceInputs {
   torch::Tensor alpha;          ///< α_t
   torch::Tensor sigma;          ///< σ_t
   torch::Tensor w;              ///< w(t), the generator weighting
+  /// Verify values too (finite, σ > 0, α > 0): one device read-back per tensor. generator_loss()
+  /// and the trainer check once themselves and set it false.
+  bool check_values = true;
 };
 
 namespace detail {
-/// Validates DivergenceInputs' shapes, dtypes, devices and batch (no device synchronisation).
+inline void check_divergence_values(const DivergenceInputs& in, const char* component);
+
+/// Validates DivergenceInputs' shapes, dtypes, devices and batch (no device synchronisation), and
+/// their values when `in.check_values` is set.
 inline void check_divergence_inputs(const DivergenceInputs& in, const char* component) {
   check_batch(in.x_t, component, "x_t");
   check_like(in.x_t, in.assistant_eps, component, "x_t", "assistant_eps");
@@ -40,18 +50,19 @@ inline void check_divergence_inputs(const DivergenceInputs& in, const char* comp
   check_per_sample(in.x_t, in.alpha, component, "alpha");
   check_per_sample(in.x_t, in.sigma, component, "sigma");
   check_per_sample(in.x_t, in.w, component, "w");
+  if (in.check_values) check_divergence_values(in, component);
 }
 
-/// Validates DivergenceInputs' values: finite, σ > 0 (reads back from the device).
+/// Validates DivergenceInputs' values: finite, σ > 0, α > 0 (reads back from the device).
 inline void check_divergence_values(const DivergenceInputs& in, const char* component) {
   check_finite(in.assistant_eps, component, "assistant_eps");
   check_finite(in.target_eps, component, "target_eps");
   check_finite(in.noise, component, "noise");
   check_finite(in.x_t, component, "x_t");
-  check_finite(in.sigma, component, "sigma");
+  if (in.x0.defined()) check_finite(in.x0, component, "x0");
   check_finite(in.w, component, "w");
-  TORCH_CHECK((in.sigma > 0).all().item<bool>(), "diffinstruct::", component, ": expected sigma > 0 for every sample, got min ",
-              in.sigma.min().item<double>());
+  check_positive_values(in.sigma, component, "sigma");
+  check_positive_values(in.alpha, component, "alpha");
 }
 } // namespace detail
 

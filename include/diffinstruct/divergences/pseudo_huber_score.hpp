@@ -37,6 +37,7 @@ class PseudoHuberScore {
                       options_.c(), options_.backend());
   }
 
+  std::string describe() const { return "pseudo_huber_score(c=" + detail::exact_number(options_.c()) + ")"; }
   const PseudoHuberScoreOptions& options() const { return options_; }
 
  private:

@@ -30,6 +30,7 @@ class SquaredL2Score {
                       options_.sid_alpha(), options_.backend());
   }
 
+  std::string describe() const { return "squared_l2_score(sid_alpha=" + detail::exact_number(options_.sid_alpha()) + ")"; }
   const SquaredL2ScoreOptions& options() const { return options_; }
 
  private:

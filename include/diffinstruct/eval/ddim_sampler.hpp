@@ -10,13 +10,15 @@ namespace diffinstruct {
 struct DdimOptions {
   /// Number of denoising steps.
   TORCH_ARG(int64_t, steps) = 50;
-  /// Usual guidance scale s: ε̂ = ε̂_u + s (ε̂_c − ε̂_u). 1 disables CFG (no unconditional pass).
+  /// diffusers' guidance scale s: ε̂ = ε̂_u + s (ε̂_c − ε̂_u), the same s as CfgOptions::guidance_scale
+  /// (α_cfg = s − 1). 1 disables CFG (no unconditional pass).
   TORCH_ARG(double, guidance_scale) = 1.0;
 };
 
 /// x0 from x_T = `noise` by DDIM over the schedule's `range` (from range.hi down to range.lo):
 ///   x̂0 = (x_t − σ_t ε̂)/α_t,   x_s = α_s x̂0 + σ_s ε̂.
-/// The last step returns x̂0 at range.lo. Runs without gradient.
+/// The last step returns x̂0 at range.lo. Runs without gradient, with the teacher's modules in
+/// evaluation mode (their modes are restored after).
 ///
 /// Example:
 ///   auto x0 = ddim_sample(teacher, schedule, torch::randn({64, 2}), NoCondition{}, {}, {0.02, 0.98});
@@ -27,7 +29,12 @@ torch::Tensor ddim_sample(Denoiser<Model, Param>& teacher, const Schedule& sched
   TORCH_CHECK(std::isfinite(options.guidance_scale()) && options.guidance_scale() >= 0,
               "diffinstruct::ddim_sample: expected a finite guidance_scale >= 0, got ", options.guidance_scale());
   detail::check_batch(noise, "ddim_sample", "noise");
+  if constexpr (std::is_same_v<Cond, NoCondition>) {
+    TORCH_CHECK(options.guidance_scale() == 1.0, "diffinstruct::ddim_sample: guidance_scale ", options.guidance_scale(),
+                " needs conditions; with NoCondition there is no unconditional prediction to guide against (use 1)");
+  }
   torch::NoGradGuard no_grad;
+  detail::EvalModeScope eval(teacher.modules());
   const int64_t B = noise.size(0);
   const auto grid = torch::linspace(range.hi, range.lo, options.steps() + 1, noise.options().dtype(torch::kFloat64));
   const bool cfg = options.guidance_scale() != 1.0;
@@ -42,13 +49,18 @@ torch::Tensor ddim_sample(Denoiser<Model, Param>& teacher, const Schedule& sched
     const auto t = torch::full({B}, grid[i].template item<double>(), noise.options());
     const torch::Tensor alpha = schedule.alpha(t), sigma = schedule.sigma(t);
     torch::Tensor eps;
-    if (cfg) {
-      using Traits = ConditionTraits<Cond>;
-      const torch::Tensor both = teacher.eps(torch::cat({x, x}), torch::cat({t, t}), torch::cat({alpha, alpha}), torch::cat({sigma, sigma}),
-                                    Traits::concat(cond, Traits::broadcast(null_condition, B)));
-      const auto eps_c = both.slice(0, 0, B), eps_u = both.slice(0, B);
-      eps = eps_u + options.guidance_scale() * (eps_c - eps_u);
+    if constexpr (!std::is_same_v<Cond, NoCondition>) {
+      if (cfg) {
+        using Traits = ConditionTraits<Cond>;
+        const torch::Tensor both = teacher.eps(torch::cat({x, x}), torch::cat({t, t}), torch::cat({alpha, alpha}),
+                                               torch::cat({sigma, sigma}), Traits::concat(cond, Traits::broadcast(null_condition, B)));
+        const auto eps_c = both.slice(0, 0, B), eps_u = both.slice(0, B);
+        eps = eps_u + options.guidance_scale() * (eps_c - eps_u);
+      } else {
+        eps = teacher.eps(x, t, alpha, sigma, cond);
+      }
     } else {
+      (void)cfg;
       eps = teacher.eps(x, t, alpha, sigma, cond);
     }
     x0 = (x - per_sample(sigma, x) * eps) / per_sample(alpha, x);

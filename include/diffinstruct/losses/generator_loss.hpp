@@ -39,7 +39,7 @@ struct GeneratorLossTerms {
 /// losses instead).
 ///
 /// Example:
-///   auto terms = generator_loss(PseudoHuberScore(1.0), CfgInside(7.5), inputs);
+///   auto terms = generator_loss(PseudoHuberScore(1.0), CfgInside(AlphaCfg(7.5)), inputs);
 ///   terms.total.mean().backward();
 template <class Divergence, class Guidance>
 GeneratorLossTerms generator_loss(const Divergence& divergence, const Guidance& guidance, const GeneratorLossInputs& in,
@@ -54,8 +54,9 @@ GeneratorLossTerms generator_loss(const Divergence& divergence, const Guidance& 
   }
   TORCH_CHECK(std::isfinite(in.alpha_rew), "diffinstruct::generator_loss: expected a finite alpha_rew, got ", in.alpha_rew);
 
+  // Values are checked once here (when asked), not again inside the policies.
   DivergenceInputs div_in{in.assistant_eps, guidance.target(in.eps_cond, in.eps_uncond), in.noise, in.x_t, in.x0,
-                          in.alpha, in.sigma, in.w};
+                          in.alpha, in.sigma, in.w, /*check_values=*/false};
   detail::check_divergence_inputs(div_in, component);
   if (check_values) {
     detail::check_divergence_values(div_in, component);
@@ -64,7 +65,7 @@ GeneratorLossTerms generator_loss(const Divergence& divergence, const Guidance& 
 
   GeneratorLossTerms terms;
   terms.divergence = divergence.loss(div_in);
-  terms.guidance = guidance.loss(in.eps_cond, in.eps_uncond, in.x_t, in.sigma, in.w);
+  terms.guidance = detail::guidance_loss(guidance, in.eps_cond, in.eps_uncond, in.x_t, in.sigma, in.w, /*check_values=*/false);
   if (in.reward.defined()) {
     const auto r = detail::check_reward_output(in.reward, in.x_t, component);
     if (check_values) detail::check_finite(r, component, "reward");

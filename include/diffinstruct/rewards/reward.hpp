@@ -5,8 +5,12 @@
 ///   static constexpr bool is_null;                        // true only for NoReward (the trainer skips it)
 ///   static constexpr const char* name;
 ///   torch::Tensor operator()(const torch::Tensor& x0, const C& c);   // per-sample reward [B]
-/// The reward model is frozen: the gradient reaches the generator through x0 only. The generator
-/// loss adds L_rew = −α_rew · r(x0, c) per sample.
+/// Optional:
+///   std::vector<ModuleRef> modules() const;   // every module the reward uses (core/module_ref.hpp)
+/// The reward is frozen: the trainer puts every module it declares in eval mode with no parameter
+/// gradients, and refuses at its first step a reward whose graph reaches any other parameter that
+/// requires grad. The gradient reaches the generator through x0 only. The generator loss adds
+/// L_rew = −α_rew · r(x0, c) per sample.
 
 #include <diffinstruct/core/checks.hpp>
 #include <diffinstruct/core/condition.hpp>

@@ -1,6 +1,8 @@
 #pragma once
 /// \file A weighted sum of rewards, e.g. an aesthetic score plus a preference model.
 
+#include <diffinstruct/core/describe.hpp>
+#include <diffinstruct/core/module_ref.hpp>
 #include <diffinstruct/rewards/reward.hpp>
 
 #include <array>
@@ -47,10 +49,26 @@ class WeightedSum {
         rewards_);
   }
 
+  /// Every module the components hold (what the trainer freezes).
+  std::vector<ModuleRef> modules() const {
+    std::vector<ModuleRef> out;
+    std::apply([&](const auto&... r) { (append(out, detail::modules_of(r)), ...); }, rewards_);
+    return out;
+  }
+
+  std::string describe() const {
+    std::string out = "weighted_sum(";
+    size_t i = 0;
+    std::apply([&](const auto&... r) { ((out += (i ? ", " : "") + detail::exact_number(weights_[i]) + "*" + detail::describe_policy(r), ++i), ...); },
+               rewards_);
+    return out + ")";
+  }
+
   const std::array<double, sizeof...(Rewards)>& weights() const { return weights_; }
   std::tuple<Rewards...>& rewards() { return rewards_; }
 
  private:
+  static void append(std::vector<ModuleRef>& out, std::vector<ModuleRef> more) { out.insert(out.end(), more.begin(), more.end()); }
   std::array<double, sizeof...(Rewards)> weights_;
   std::tuple<Rewards...> rewards_;
 };

@@ -31,6 +31,7 @@ class CosineVPSchedule : public ScheduleBase<CosineVPSchedule> {
   }
 
   const CosineVPOptions& options() const { return options_; }
+  std::string describe() const { return "cosine_vp(offset=" + detail::exact_number(options_.offset()) + ", " + describe_common() + ")"; }
   TimeRange full_range() const { return {0.0, 1.0}; }
 
   torch::Tensor alpha_bar(const torch::Tensor& t) const {

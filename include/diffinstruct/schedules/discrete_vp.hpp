@@ -67,6 +67,12 @@ class DiscreteVPSchedule : public ScheduleBase<DiscreteVPSchedule> {
   }
 
   const DiscreteVPOptions& options() const { return options_; }
+  std::string describe() const {
+    const auto& o = options_;
+    return std::string("discrete_vp(") + (o.beta_schedule() == BetaSchedule::kLinear ? "linear" : "scaled_linear") +
+           ", beta=[" + detail::exact_number(o.beta_start()) + ", " + detail::exact_number(o.beta_end()) + "], N=" +
+           std::to_string(o.num_train_timesteps()) + ", " + describe_common() + ")";
+  }
   TimeRange full_range() const { return {0.0, double(options_.num_train_timesteps() - 1)}; }
 
   /// ᾱ_t (float64 table values interpolated, returned in t's dtype and device).

@@ -43,6 +43,12 @@ class EdmSchedule : public ScheduleBase<EdmSchedule> {
   }
 
   const EdmOptions& options() const { return options_; }
+  std::string describe() const {
+    const auto& o = options_;
+    return "edm(sigma=[" + detail::exact_number(o.sigma_min()) + ", " + detail::exact_number(o.sigma_max()) + "], rho=" +
+           detail::exact_number(o.rho()) + ", p_mean=" + detail::exact_number(o.p_mean()) + ", p_std=" + detail::exact_number(o.p_std()) +
+           ", sampling=" + (o.sampling() == EdmSampling::kLogNormal ? "log_normal" : "karras_uniform") + ", " + describe_common() + ")";
+  }
   TimeRange full_range() const { return {options_.sigma_min(), options_.sigma_max()}; }
 
   torch::Tensor alpha(const torch::Tensor& t) const {

@@ -15,6 +15,7 @@
 /// ranges and weightings.
 
 #include <diffinstruct/core/checks.hpp>
+#include <diffinstruct/core/describe.hpp>
 
 #include <string>
 #include <type_traits>
@@ -106,6 +107,14 @@ class ScheduleBase {
   torch::Tensor lambda(const torch::Tensor&, const torch::Tensor& alpha, const torch::Tensor& sigma) const {
     const auto& o = self().options();
     return weighting(o.assistant_weighting(), alpha, sigma, o.sigma_data());
+  }
+  /// The settings every shipped schedule shares, as text (ranges, weightings, σ_d).
+  std::string describe_common() const {
+    const auto& o = self().options();
+    auto range = [](const TimeRange& r) { return "[" + detail::exact_number(r.lo) + ", " + detail::exact_number(r.hi) + "]"; };
+    return "generator_range=" + range(o.generator_range()) + ", assistant_range=" + range(o.assistant_range()) +
+           ", w=" + weighting_name(o.generator_weighting()) + ", lambda=" + weighting_name(o.assistant_weighting()) +
+           ", sigma_data=" + detail::exact_number(o.sigma_data());
   }
   torch::Tensor sample_generator_t(int64_t batch, const torch::TensorOptions& options,
                                    c10::optional<at::Generator> gen = c10::nullopt) const {

@@ -115,7 +115,7 @@ constexpr int placement() {
 template <class G>
 double cfg_scale(const G& g) {
   if constexpr (placement<G>() == 0) return 0.0;
-  else return g.options().scale();
+  else return g.options().alpha_cfg();
 }
 
 /// E[s(x)ᵀ ∂x_t/∂θ] under x_t = α(m + e^l z) + σ ε, for a linear score; layout (m, l).

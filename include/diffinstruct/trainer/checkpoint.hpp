@@ -1,79 +1,135 @@
 #pragma once
 /// \file Checkpoints of DiStarTrainer: one file restores everything (generator, EMA, assistant, both
-/// optimizers, step, RNG state, options). Written atomically: a temporary file, then a rename, so a
-/// crash mid-write leaves the previous checkpoint intact. Loading reads and checks everything before
-/// changing anything, so a truncated or mismatched file leaves the trainer as it was.
+/// optimizers, step, RNG state, options) and records what defines the run (options, policies,
+/// shapes, world size).
 ///
-/// Format: a LibTorch archive (zip) with, per model, tensors `<model>_<i>` in named_state() order and
-/// the names list `<model>_names`; `ema_<i>`; sub-archives `optim_generator`, `optim_assistant`;
-/// `step`, `non_finite_total`, `rng` (CPU generator state), `options`, `seed`, `format` (= 1).
+/// Format: a `.safetensors` file (io/safetensors.hpp; Python's `safetensors` opens it) with tensors
+/// `generator/<name>`, `assistant/<name>` (parameters, and buffers as `buffer:<name>`),
+/// `ema/<parameter name>`, `optim/{generator,assistant}/...` (trainer/optimizer_state.hpp) and `rng`;
+/// `__metadata__` holds `format` (= diffinstruct-checkpoint/2), `step`, counters, `options.*` (every
+/// trainer option, exactly), `run.*` (the run definition) and a CRC-32C of every tensor and of the
+/// header.
+///
+/// Guarantees (docs/reliability.md):
+/// * Atomic and durable: written to a uniquely named temporary beside the target, fsync'd, renamed
+///   over it, the folder fsync'd before and after; `path` is at every moment the old or the new
+///   complete checkpoint. `keep_checkpoints` older versions stay as `path.1`, `path.2`, ...
+/// * Verified: load() checks the header's and every tensor's checksum before anything changes, so a
+///   flipped bit anywhere is an error naming the file (and the tensor), and the trainer is untouched.
+/// * Streamed: save copies one tensor at a time to the host; load reads the file twice (verify, then
+///   commit) straight into each live tensor, on its device and in its dtype: host memory never holds
+///   the checkpoint.
+/// * Data parallel: every rank calls save(); rank 0 writes and publishes "ok" or its error, and the
+///   other ranks wait for that as long as the write takes (they fail at once if rank 0 dies).
 
+#include <diffinstruct/io/atomic_file.hpp>
+#include <diffinstruct/io/safetensors.hpp>
 #include <diffinstruct/trainer/di_star_trainer.hpp>
+#include <diffinstruct/trainer/optimizer_state.hpp>
 
 #include <exception>
 #include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
 #include <sstream>
 
 namespace diffinstruct {
 namespace detail {
 
-inline constexpr int64_t kCheckpointFormat = 1;
+inline constexpr const char* kCheckpointFormat = "diffinstruct-checkpoint/2";
 
-inline std::string join_names(const NamedTensors& named) {
-  std::string out;
-  for (const auto& n : named) out += n.first + "\n";
+inline std::string shape_text(const std::vector<int64_t>& s) { return c10::str(c10::IntArrayRef(s)); }
+
+/// Every trainer option as exact text (checkpoint metadata `options.<name>`).
+inline std::vector<std::pair<std::string, std::string>> options_to_text(const DiStarTrainerOptions& o) {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto num = [&](const std::string& k, double v) { out.emplace_back(k, exact_number(v)); };
+  auto adam = [&](const std::string& k, const AdamSettings& a) {
+    num(k + ".lr", a.lr());
+    num(k + ".beta1", a.beta1());
+    num(k + ".beta2", a.beta2());
+    num(k + ".eps", a.eps());
+    num(k + ".weight_decay", a.weight_decay());
+    out.emplace_back(k + ".decoupled_weight_decay", a.decoupled_weight_decay() ? "1" : "0");
+  };
+  out.emplace_back("batch_size", std::to_string(o.batch_size()));
+  out.emplace_back("assistant_steps", std::to_string(o.assistant_steps()));
+  num("alpha_rew", o.alpha_rew());
+  adam("generator_adam", o.generator_adam());
+  adam("assistant_adam", o.assistant_adam());
+  num("generator_max_grad_norm", o.generator_max_grad_norm());
+  num("assistant_max_grad_norm", o.assistant_max_grad_norm());
+  num("ema_decay", o.ema_decay());
+  out.emplace_back("non_finite", o.non_finite() == NonFinitePolicy::kSkip ? "skip" : "throw");
+  out.emplace_back("max_consecutive_skips", std::to_string(o.max_consecutive_skips()));
+  out.emplace_back("check_weights", o.check_weights() ? "1" : "0");
+  out.emplace_back("sample_shape", shape_text(o.sample_shape()));
+  out.emplace_back("keep_checkpoints", std::to_string(o.keep_checkpoints()));
+  out.emplace_back("seed", std::to_string(o.seed()));
   return out;
 }
 
-inline void write_named(torch::serialize::OutputArchive& ar, const std::string& prefix, const NamedTensors& named) {
-  for (size_t i = 0; i < named.size(); ++i) ar.write(prefix + "_" + std::to_string(i), named[i].second.detach());
-  ar.write(prefix + "_names", c10::IValue(join_names(named)));
-}
-
-inline torch::Tensor read_tensor(torch::serialize::InputArchive& ar, const std::string& key, const std::string& path) {
-  torch::Tensor t;
-  TORCH_CHECK(ar.try_read(key, t), "diffinstruct::DiStarTrainer::load: checkpoint '", path, "' has no entry '", key,
-              "' (truncated, or written by something else)");
-  return t;
-}
-
-/// Reads a model's tensors and checks names and shapes against the live model.
-inline std::vector<torch::Tensor> read_named(torch::serialize::InputArchive& ar, const std::string& prefix, const NamedTensors& live,
-                                             const std::string& path) {
-  c10::IValue names;
-  TORCH_CHECK(ar.try_read(prefix + "_names", names) && names.isString(), "diffinstruct::DiStarTrainer::load: checkpoint '", path,
-              "' has no ", prefix, " names");
-  TORCH_CHECK(names.toStringRef() == join_names(live), "diffinstruct::DiStarTrainer::load: the ", prefix, " in '", path,
-              "' has parameters\n", names.toStringRef(), "but this trainer's ", prefix, " has\n", join_names(live));
-  std::vector<torch::Tensor> out;
-  for (size_t i = 0; i < live.size(); ++i) {
-    auto t = read_tensor(ar, prefix + "_" + std::to_string(i), path);
-    TORCH_CHECK(t.sizes() == live[i].second.sizes(), "diffinstruct::DiStarTrainer::load: ", prefix, " tensor '", live[i].first,
-                "' in '", path, "' has shape ", t.sizes(), ", expected ", live[i].second.sizes());
-    out.push_back(std::move(t));
-  }
-  return out;
-}
-
-inline torch::Tensor options_to_tensor(const DiStarTrainerOptions& o) {
-  const auto& g = o.generator_adam();
-  const auto& a = o.assistant_adam();
-  return torch::tensor({double(o.batch_size()), double(o.assistant_steps()), o.alpha_rew(), g.lr(), g.beta1(), g.beta2(), g.eps(),
-                        g.weight_decay(), a.lr(), a.beta1(), a.beta2(), a.eps(), a.weight_decay(), o.generator_max_grad_norm(),
-                        o.assistant_max_grad_norm(), o.ema_decay(), double(static_cast<int>(o.non_finite()))},
-                       torch::kFloat64);
-}
-
-inline DiStarTrainerOptions options_from_tensor(const torch::Tensor& t, int64_t seed, const std::string& path) {
-  TORCH_CHECK(t.dim() == 1 && t.size(0) == 17 && t.scalar_type() == torch::kFloat64, "diffinstruct::DiStarTrainer::load: '", path,
-              "' has malformed options (expected 17 float64 values, got ", t.sizes(), ")");
-  const auto v = t.accessor<double, 1>();
+/// The options stored in a checkpoint's metadata; every value is parsed strictly and validated.
+inline DiStarTrainerOptions options_from_text(const std::map<std::string, std::string>& meta, const std::string& path) {
+  auto get = [&](const std::string& k) -> const std::string& {
+    const auto it = meta.find("options." + k);
+    TORCH_CHECK(it != meta.end(), "diffinstruct::DiStarTrainer::load: checkpoint '", path, "' has no option '", k, "'");
+    return it->second;
+  };
+  auto num = [&](const std::string& k) {
+    const auto& v = get(k);
+    char* end = nullptr;
+    const double x = std::strtod(v.c_str(), &end);
+    TORCH_CHECK(!v.empty() && end && *end == '\0', "diffinstruct::DiStarTrainer::load: option '", k, "' in '", path, "' is '", v,
+                "', not a number");
+    return x;
+  };
+  auto integer = [&](const std::string& k) {
+    const auto& v = get(k);
+    char* end = nullptr;
+    errno = 0;
+    const long long x = std::strtoll(v.c_str(), &end, 10);
+    TORCH_CHECK(!v.empty() && end && *end == '\0' && errno == 0, "diffinstruct::DiStarTrainer::load: option '", k, "' in '", path,
+                "' is '", v, "', not an integer");
+    return static_cast<int64_t>(x);
+  };
+  auto flag = [&](const std::string& k) {
+    const auto& v = get(k);
+    TORCH_CHECK(v == "0" || v == "1", "diffinstruct::DiStarTrainer::load: option '", k, "' in '", path, "' is '", v, "', not 0 or 1");
+    return v == "1";
+  };
+  auto adam = [&](const std::string& k) {
+    return AdamSettings(num(k + ".lr"))
+        .beta1(num(k + ".beta1"))
+        .beta2(num(k + ".beta2"))
+        .eps(num(k + ".eps"))
+        .weight_decay(num(k + ".weight_decay"))
+        .decoupled_weight_decay(flag(k + ".decoupled_weight_decay"));
+  };
   DiStarTrainerOptions o;
-  o.batch_size(static_cast<int64_t>(v[0])).assistant_steps(static_cast<int64_t>(v[1])).alpha_rew(v[2]);
-  o.generator_adam(AdamSettings(v[3]).beta1(v[4]).beta2(v[5]).eps(v[6]).weight_decay(v[7]));
-  o.assistant_adam(AdamSettings(v[8]).beta1(v[9]).beta2(v[10]).eps(v[11]).weight_decay(v[12]));
-  o.generator_max_grad_norm(v[13]).assistant_max_grad_norm(v[14]).ema_decay(v[15]);
-  o.non_finite(static_cast<NonFinitePolicy>(static_cast<int>(v[16]))).seed(static_cast<uint64_t>(seed));
+  o.batch_size(integer("batch_size")).assistant_steps(integer("assistant_steps")).alpha_rew(num("alpha_rew"));
+  o.generator_adam(adam("generator_adam")).assistant_adam(adam("assistant_adam"));
+  o.generator_max_grad_norm(num("generator_max_grad_norm")).assistant_max_grad_norm(num("assistant_max_grad_norm")).ema_decay(num("ema_decay"));
+  const auto& nf = get("non_finite");
+  TORCH_CHECK(nf == "skip" || nf == "throw", "diffinstruct::DiStarTrainer::load: option 'non_finite' in '", path, "' is '", nf, "'");
+  o.non_finite(nf == "skip" ? NonFinitePolicy::kSkip : NonFinitePolicy::kThrow);
+  o.max_consecutive_skips(integer("max_consecutive_skips")).check_weights(flag("check_weights")).keep_checkpoints(integer("keep_checkpoints"));
+  o.seed(static_cast<uint64_t>(integer("seed")));
+  // sample_shape: "[a, b, c]" or "[]"
+  std::string s = get("sample_shape");
+  TORCH_CHECK(s.size() >= 2 && s.front() == '[' && s.back() == ']', "diffinstruct::DiStarTrainer::load: option 'sample_shape' in '", path,
+              "' is '", s, "'");
+  std::vector<int64_t> shape;
+  std::stringstream ss(s.substr(1, s.size() - 2));
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    char* end = nullptr;
+    const long long d = std::strtoll(item.c_str(), &end, 10);
+    TORCH_CHECK(end && (*end == '\0' || *end == ' '), "diffinstruct::DiStarTrainer::load: option 'sample_shape' in '", path, "' is '", s, "'");
+    shape.push_back(d);
+  }
+  o.sample_shape(shape);
   o.validate();
   return o;
 }
@@ -81,113 +137,213 @@ inline DiStarTrainerOptions options_from_tensor(const torch::Tensor& t, int64_t 
 } // namespace detail
 
 template <class G, class T, class A, class C, class D, class Gd, class R, class S>
-void DiStarTrainer<G, T, A, C, D, Gd, R, S>::save(const std::string& path) {
-  // Data-parallel: every rank holds the same state; rank 0 writes, the others wait until it has.
-  struct BarrierAtExit {
-    Collectives* dp;
-    ~BarrierAtExit() noexcept(false) {
-      if (dp && std::uncaught_exceptions() == 0) dp->barrier();
-    }
-  } barrier_at_exit{dp_.get()};
-  if (dp_ && dp_->rank() != 0) return;
-  torch::serialize::OutputArchive ar;
-  ar.write("format", torch::tensor(detail::kCheckpointFormat));
-  detail::write_named(ar, "generator", detail::named_state(generator_.model()));
-  detail::write_named(ar, "assistant", detail::named_state(assistant_.model()));
-  for (size_t i = 0; i < ema_.shadow().size(); ++i) ar.write("ema_" + std::to_string(i), ema_.shadow()[i]);
-  torch::serialize::OutputArchive gen_opt, asst_opt;
-  generator_opt_->save(gen_opt);
-  assistant_opt_->save(asst_opt);
-  ar.write("optim_generator", gen_opt);
-  ar.write("optim_assistant", asst_opt);
-  ar.write("step", torch::tensor(step_));
-  ar.write("non_finite_total", torch::tensor(non_finite_total_));
-  ar.write("rng", rng_.get_state());
-  ar.write("options", detail::options_to_tensor(options_));
-  ar.write("seed", torch::tensor(static_cast<int64_t>(options_.seed())));
-  const std::string tmp = path + ".tmp";
-  try {
-    ar.save_to(tmp);
-  } catch (const c10::Error& e) {
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
-    TORCH_CHECK(false, "diffinstruct::DiStarTrainer::save: cannot write '", tmp, "': ", e.what_without_backtrace());
+std::vector<std::pair<std::string, std::string>> DiStarTrainer<G, T, A, C, D, Gd, R, S>::run_definition() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto& [k, v] : detail::options_to_text(options_)) {
+    if (k != "keep_checkpoints") out.emplace_back("options." + k, v);  // how many files are kept does not define the run
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  TORCH_CHECK(!ec, "diffinstruct::DiStarTrainer::save: cannot move '", tmp, "' to '", path, "': ", ec.message());
+  out.emplace_back("policy.divergence", detail::describe_policy(policies_.divergence));
+  out.emplace_back("policy.guidance", detail::describe_policy(policies_.guidance));
+  out.emplace_back("policy.reward", detail::describe_policy(policies_.reward));
+  out.emplace_back("policy.schedule", detail::describe_policy(policies_.schedule));
+  out.emplace_back("shape.noise", detail::shape_text(noise_shape_));
+  out.emplace_back("world_size", std::to_string(world()));
+  out.emplace_back("optimizer.generator", detail::optimizer_type(*generator_opt_));
+  out.emplace_back("optimizer.assistant", detail::optimizer_type(*assistant_opt_));
+  return out;
 }
 
 template <class G, class T, class A, class C, class D, class Gd, class R, class S>
-void DiStarTrainer<G, T, A, C, D, Gd, R, S>::load(const std::string& path) {
-  TORCH_CHECK(std::filesystem::is_regular_file(path), "diffinstruct::DiStarTrainer::load: no checkpoint file at '", path, "'");
-  torch::serialize::InputArchive ar;
-  try {
-    ar.load_from(path);
-  } catch (const c10::Error& e) {
-    TORCH_CHECK(false, "diffinstruct::DiStarTrainer::load: cannot read checkpoint '", path,
-                "' (truncated, corrupt or not a checkpoint): ", e.what_without_backtrace());
+void DiStarTrainer<G, T, A, C, D, Gd, R, S>::save(const std::string& path) {
+  const std::string key = "diffinstruct/save/" + std::to_string(++saves_);
+  if (dp_ && dp_->rank() != 0) {
+    // Rank 0 writes; its outcome reaches every rank, however long the write takes.
+    const std::string status = dp_->await_status(key);
+    TORCH_CHECK(status == "ok", "diffinstruct::DiStarTrainer::save: rank 0 could not write the checkpoint '", path, "': ", status);
+    return;
   }
-  // Phase 1: read and check everything; nothing of this trainer changes yet.
-  const auto format = detail::read_tensor(ar, "format", path);
-  TORCH_CHECK(format.numel() == 1 && format.item<int64_t>() == detail::kCheckpointFormat, "diffinstruct::DiStarTrainer::load: '", path,
-              "' has checkpoint format ", format, ", expected ", detail::kCheckpointFormat);
+  std::exception_ptr failure;
+  std::string message = "ok";
+  try {
+    std::vector<std::pair<std::string, torch::Tensor>> tensors;
+    std::map<std::string, std::string> meta;
+    for (const auto& [n, t] : detail::named_state(generator_.model())) tensors.emplace_back("generator/" + n, t.detach());
+    for (const auto& [n, t] : detail::named_state(assistant_.model())) tensors.emplace_back("assistant/" + n, t.detach());
+    const auto gen_named = detail::named_parameters(generator_.model());
+    for (size_t i = 0; i < ema_.shadow().size(); ++i) tensors.emplace_back("ema/" + gen_named[i].first, ema_.shadow()[i]);
+    detail::optimizer_to_record(*generator_opt_, gen_named, "optim/generator", "generator", tensors, meta);
+    detail::optimizer_to_record(*assistant_opt_, detail::named_parameters(assistant_.model()), "optim/assistant", "assistant", tensors, meta);
+    tensors.emplace_back("rng", rng_.get_state());
+    meta["format"] = detail::kCheckpointFormat;
+    meta["step"] = std::to_string(step_);
+    meta["non_finite_total"] = std::to_string(non_finite_total_);
+    meta["skips_in_row.generator"] = std::to_string(skips_in_row_[kGeneratorPhase]);
+    meta["skips_in_row.assistant"] = std::to_string(skips_in_row_[kAssistantPhase]);
+    for (const auto& [k, v] : detail::options_to_text(options_)) meta["options." + k] = v;
+    for (const auto& [k, v] : run_definition()) meta["run." + k] = v;
+    io::replace_file_atomically(
+        path, [&](const std::string& tmp) { io::write_safetensors(tmp, tensors, meta, /*checksums=*/true, /*durable=*/true); },
+        options_.keep_checkpoints(), "checkpoint '" + path + "'");
+  } catch (const c10::Error& e) {
+    failure = std::current_exception();
+    message = e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    failure = std::current_exception();
+    message = e.what();
+  }
+  if (dp_) dp_->publish_status(key, message);
+  if (failure) {
+    TORCH_CHECK(false, "diffinstruct::DiStarTrainer::save: cannot write the checkpoint '", path, "': ", message);
+  }
+}
+
+template <class G, class T, class A, class C, class D, class Gd, class R, class S>
+void DiStarTrainer<G, T, A, C, D, Gd, R, S>::load(const std::string& path, ResumeMode mode) {
+  TORCH_CHECK(std::filesystem::is_regular_file(path), "diffinstruct::DiStarTrainer::load: no checkpoint file at '", path, "'");
+  const std::string where = "checkpoint '" + path + "'";
+  std::unique_ptr<io::SafetensorsFile> file_holder;
+  DiStarTrainerOptions options = options_;
+  std::unique_ptr<torch::optim::Optimizer> new_gen_opt, new_asst_opt;
   const auto gen_live = detail::named_state(generator_.model());
   const auto asst_live = detail::named_state(assistant_.model());
-  const auto gen = detail::read_named(ar, "generator", gen_live, path);
-  const auto asst = detail::read_named(ar, "assistant", asst_live, path);
-  const auto options = detail::options_from_tensor(detail::read_tensor(ar, "options", path),
-                                                   detail::read_tensor(ar, "seed", path).item<int64_t>(), path);
-  std::vector<torch::Tensor> ema;
-  if (options.ema_decay() > 0) {
-    for (size_t i = 0; i < generator_params_.size(); ++i) {
-      ema.push_back(detail::read_tensor(ar, "ema_" + std::to_string(i), path));
-      TORCH_CHECK(ema.back().sizes() == generator_params_[i].sizes(), "diffinstruct::DiStarTrainer::load: EMA tensor ", i, " in '",
-                  path, "' has shape ", ema.back().sizes(), ", expected ", generator_params_[i].sizes());
-    }
-  }
-  const auto step = detail::read_tensor(ar, "step", path).item<int64_t>();
-  const auto non_finite_total = detail::read_tensor(ar, "non_finite_total", path).item<int64_t>();
-  const auto rng_state = detail::read_tensor(ar, "rng", path);
-  // Optimizers (Adam or whatever set_optimizers() installed) load in place; their current state is
-  // kept in memory first and put back if either fails, so a bad file changes nothing.
-  auto snapshot = [](torch::optim::Optimizer& opt) {
-    torch::serialize::OutputArchive out;
-    opt.save(out);
-    std::ostringstream bytes;
-    out.save_to(bytes);
-    return bytes.str();
-  };
-  auto restore = [](torch::optim::Optimizer& opt, const std::string& bytes) {
-    std::istringstream in(bytes);
-    torch::serialize::InputArchive archive;
-    archive.load_from(in);
-    opt.load(archive);
-  };
-  const std::string gen_backup = snapshot(*generator_opt_), asst_backup = snapshot(*assistant_opt_);
+  const auto gen_params = detail::named_parameters(generator_.model());
+  const auto asst_params = detail::named_parameters(assistant_.model());
+  bool ema_from_generator = false;
+  std::vector<std::string> notes;
+  // Phase 1: read and check everything; nothing of this trainer changes yet.
   try {
-    torch::serialize::InputArchive g, a;
-    TORCH_CHECK(ar.try_read("optim_generator", g) && ar.try_read("optim_assistant", a), "missing optimizer state");
-    generator_opt_->load(g);
-    assistant_opt_->load(a);
+    file_holder = std::make_unique<io::SafetensorsFile>(path);
+    const auto& file = *file_holder;
+    const auto& meta = file.metadata();
+    const auto format = meta.find("format");
+    TORCH_CHECK(format != meta.end() && format->second == detail::kCheckpointFormat, "'", path, "' is not a checkpoint of this version (format ",
+                format == meta.end() ? std::string("missing") : format->second, ", expected ", detail::kCheckpointFormat, ")");
+    file.verify_checksums();
+    // The run definition: compare, then refuse, apply or report as `mode` says.
+    std::map<std::string, std::string> saved, live;
+    for (const auto& [k, v] : meta) {
+      if (k.rfind("run.", 0) == 0) saved[k.substr(4)] = v;
+    }
+    for (const auto& [k, v] : run_definition()) live[k] = v;
+    std::set<std::string> keys;
+    for (const auto& kv : saved) keys.insert(kv.first);
+    for (const auto& kv : live) keys.insert(kv.first);
+    std::string differences, structural;
+    for (const auto& k : keys) {
+      const auto s = saved.count(k) ? saved[k] : std::string("(absent)");
+      const auto l = live.count(k) ? live[k] : std::string("(absent)");
+      if (s == l) continue;
+      const std::string line = "\n  " + k + ": checkpoint " + s + ", this trainer " + l;
+      differences += line;
+      if (k.rfind("options.", 0) != 0 && k.rfind("optimizer.", 0) != 0) structural += line;
+    }
+    if (mode == ResumeMode::kRequireMatch) {
+      TORCH_CHECK(differences.empty(), "the run it was written by differs from this trainer's (load with ResumeMode::kUseCheckpointOptions "
+                  "to take its options, or kKeepLiveOptions to keep yours):", differences);
+    } else if (mode == ResumeMode::kUseCheckpointOptions) {
+      TORCH_CHECK(structural.empty(), "its policies, shapes or world size differ from this trainer's (ResumeMode::kKeepLiveOptions "
+                  "resumes anyway):", structural);
+      options = detail::options_from_text(meta, path);
+      if (generator_opt_kind_ != detail::OptimizerKind::kUser) {
+        new_gen_opt = detail::make_adam(generator_params_, options.generator_adam());
+        new_asst_opt = detail::make_adam(assistant_params_, options.assistant_adam());
+      }
+    } else if (!differences.empty()) {
+      notes.push_back("diffinstruct::DiStarTrainer::load: resuming " + where + " with this trainer's options and policies; they differ:" +
+                      differences);
+    }
+    // Models: the same tensors, names and shapes.
+    auto check_model = [&](const detail::NamedTensors& state, const std::string& role) {
+      std::set<std::string> expected;
+      for (const auto& [n, t] : state) {
+        expected.insert(role + "/" + n);
+        const auto* e = file.find(role + "/" + n);
+        TORCH_CHECK(e, "the ", role, " has tensor '", n, "', which '", path, "' does not hold (another architecture?)");
+        TORCH_CHECK(c10::IntArrayRef(e->shape) == t.sizes(), role, " tensor '", n, "' in '", path, "' has shape ",
+                    c10::IntArrayRef(e->shape), ", expected ", t.sizes());
+      }
+      for (const auto& e : file.tensors()) {
+        TORCH_CHECK(e.name.rfind(role + "/", 0) != 0 || expected.count(e.name), "'", path, "' holds ", role, " tensor '",
+                    e.name.substr(role.size() + 1), "', which this trainer's ", role, " does not have (another architecture?)");
+      }
+    };
+    check_model(gen_live, "generator");
+    check_model(asst_live, "assistant");
+    if (options.ema_decay() > 0) {
+      for (const auto& [n, t] : gen_params) {
+        const auto* e = file.find("ema/" + n);
+        if (!e && mode == ResumeMode::kKeepLiveOptions) {
+          ema_from_generator = true;
+          continue;
+        }
+        TORCH_CHECK(e, "'", path, "' has no EMA of generator parameter '", n, "' (it was saved without an EMA)");
+        TORCH_CHECK(c10::IntArrayRef(e->shape) == t.sizes(), "EMA tensor '", n, "' in '", path, "' has shape ", c10::IntArrayRef(e->shape),
+                    ", expected ", t.sizes());
+      }
+      if (ema_from_generator) notes.push_back("diffinstruct::DiStarTrainer::load: " + where + " has no EMA; it starts from the loaded generator");
+    }
+    detail::check_optimizer_record(new_gen_opt ? *new_gen_opt : *generator_opt_, gen_params, "optim/generator", "generator", file);
+    detail::check_optimizer_record(new_asst_opt ? *new_asst_opt : *assistant_opt_, asst_params, "optim/assistant", "assistant", file);
+    const auto& rng = file.at("rng");
+    TORCH_CHECK(rng.dtype == torch::kUInt8 && c10::IntArrayRef(rng.shape) == rng_.get_state().sizes(), "the RNG state in '", path,
+                "' has shape ", c10::IntArrayRef(rng.shape), ", expected ", rng_.get_state().sizes());
+    for (const char* k : {"step", "non_finite_total", "skips_in_row.generator", "skips_in_row.assistant"}) {
+      TORCH_CHECK(meta.count(k), "'", path, "' has no '", k, "'");
+    }
   } catch (const c10::Error& e) {
-    restore(*generator_opt_, gen_backup);
-    restore(*assistant_opt_, asst_backup);
-    TORCH_CHECK(false, "diffinstruct::DiStarTrainer::load: cannot restore the optimizers from '", path, "': ", e.what_without_backtrace());
+    const std::string msg = e.what_without_backtrace();
+    TORCH_CHECK(false, "diffinstruct::DiStarTrainer::load: cannot restore ", where, " (nothing was changed): ", msg);
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, "diffinstruct::DiStarTrainer::load: ", where, " is corrupt or truncated (nothing was changed): ", e.what());
   }
-  auto rng = at::make_generator<at::CPUGeneratorImpl>(options.seed());
-  rng.set_state(rng_state);
+  const auto& file = *file_holder;
+  const auto& meta = file.metadata();
+  auto counter = [&](const char* k) {
+    char* end = nullptr;
+    const long long v = std::strtoll(meta.at(k).c_str(), &end, 10);
+    TORCH_CHECK(end && *end == '\0' && v >= 0, "diffinstruct::DiStarTrainer::load: '", k, "' in '", path, "' is '", meta.at(k), "'");
+    return static_cast<int64_t>(v);
+  };
+  const int64_t step = counter("step"), non_finite_total = counter("non_finite_total");
+  const int64_t skips_g = counter("skips_in_row.generator"), skips_a = counter("skips_in_row.assistant");
 
-  // Phase 2: commit.
-  torch::NoGradGuard no_grad;
-  for (size_t i = 0; i < gen.size(); ++i) gen_live[i].second.detach().copy_(gen[i]);
-  for (size_t i = 0; i < asst.size(); ++i) asst_live[i].second.detach().copy_(asst[i]);
-  ema_ = options.ema_decay() > 0 ? ExponentialMovingAverage(generator_params_, options.ema_decay()) : ExponentialMovingAverage();
-  for (size_t i = 0; i < ema.size(); ++i) ema_.shadow()[i].copy_(ema[i]);
+  // Phase 2: commit, reading each tensor straight into its live counterpart.
+  try {
+    torch::NoGradGuard no_grad;
+    for (const auto& [n, t] : gen_live) file.read_into("generator/" + n, t.detach());
+    for (const auto& [n, t] : asst_live) file.read_into("assistant/" + n, t.detach());
+    if (options.ema_decay() <= 0) {
+      ema_ = ExponentialMovingAverage();
+    } else if (ema_.shadow().size() != generator_params_.size() || ema_from_generator) {
+      ema_ = ExponentialMovingAverage(generator_params_, options.ema_decay());  // a copy of the loaded generator
+    } else {
+      ema_.set_decay(options.ema_decay());
+      for (size_t i = 0; i < gen_params.size(); ++i) file.read_into("ema/" + gen_params[i].first, ema_.shadow()[i]);  // in place
+    }
+    if (new_gen_opt) {
+      generator_opt_ = std::move(new_gen_opt);
+      assistant_opt_ = std::move(new_asst_opt);
+      generator_opt_kind_ = detail::adam_kind(options.generator_adam());
+      assistant_opt_kind_ = detail::adam_kind(options.assistant_adam());
+    }
+    const bool keep_live = mode == ResumeMode::kKeepLiveOptions;
+    detail::optimizer_from_record(*generator_opt_, gen_params, "optim/generator", file, keep_live);
+    detail::optimizer_from_record(*assistant_opt_, asst_params, "optim/assistant", file, keep_live);
+    rng_.set_state(file.read("rng"));
+  } catch (const std::exception& e) {
+    // Only an I/O failure of a file that verified a moment ago lands here (it was changed in place).
+    TORCH_CHECK(false, "diffinstruct::DiStarTrainer::load: reading ", where, " failed after it was verified, part-way through restoring; "
+                "this trainer is inconsistent, load a checkpoint again: ", e.what());
+  }
   options_ = options;
-  rng_ = rng;
+  sample_shape_ = options_.sample_shape().empty() ? noise_shape_ : options_.sample_shape();
   step_ = step;
   non_finite_total_ = non_finite_total;
+  skips_in_row_[kGeneratorPhase] = skips_g;
+  skips_in_row_[kAssistantPhase] = skips_a;
+  if (sink_) {
+    for (const auto& n : notes) sink_(n);
+  }
   broadcast_state();  // data-parallel: every rank continues from rank 0's values
 }
 

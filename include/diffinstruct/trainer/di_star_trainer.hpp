@@ -9,11 +9,14 @@
 #include <diffinstruct/schedules/discrete_vp.hpp>
 #include <diffinstruct/trainer/collectives.hpp>
 #include <diffinstruct/trainer/ema.hpp>
+#include <diffinstruct/trainer/graph_check.hpp>
 #include <diffinstruct/trainer/model_state.hpp>
+#include <diffinstruct/trainer/optimizers.hpp>
 #include <diffinstruct/trainer/options.hpp>
 #include <diffinstruct/trainer/step_stats.hpp>
 
 #include <chrono>
+#include <unordered_map>
 #include <functional>
 #include <memory>
 #include <string>
@@ -40,12 +43,6 @@ struct ConditionSource {
 };
 
 namespace detail {
-/// Adam over a parameter list, from AdamSettings.
-inline std::unique_ptr<torch::optim::Optimizer> make_adam(const std::vector<torch::Tensor>& params, const AdamSettings& s) {
-  return std::make_unique<torch::optim::Adam>(
-      params, torch::optim::AdamOptions(s.lr()).betas(std::make_tuple(s.beta1(), s.beta2())).eps(s.eps()).weight_decay(s.weight_decay()));
-}
-
 template <class T, class = void>
 struct has_parameters : std::false_type {};
 template <class T>
@@ -53,6 +50,41 @@ struct has_parameters<T, std::void_t<decltype(std::declval<T&>().parameters())>>
 
 inline double since_ms(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// Sets requires_grad(false) on tensors for a scope and restores each one's flag after.
+class RequiresGradOff {
+ public:
+  explicit RequiresGradOff(const std::vector<torch::Tensor>& tensors) : tensors_(tensors) {
+    for (const auto& t : tensors_) {
+      was_.push_back(t.requires_grad());
+      t.requires_grad_(false);
+    }
+  }
+  ~RequiresGradOff() {
+    for (size_t i = 0; i < tensors_.size(); ++i) tensors_[i].requires_grad_(was_[i]);
+  }
+  RequiresGradOff(const RequiresGradOff&) = delete;
+  RequiresGradOff& operator=(const RequiresGradOff&) = delete;
+
+ private:
+  const std::vector<torch::Tensor>& tensors_;
+  std::vector<bool> was_;
+};
+
+/// The first parameter two roles share (by storage), as "'name' of <role a> and 'name' of <role b>", or "".
+inline std::string first_shared(const NamedTensors& a, const char* role_a, const NamedTensors& b, const char* role_b, int64_t* count) {
+  std::unordered_map<const void*, std::string> owners;
+  for (const auto& [name, t] : a) owners.emplace(t.storage().unsafeGetStorageImpl(), name);
+  std::string first;
+  *count = 0;
+  for (const auto& [name, t] : b) {
+    const auto it = owners.find(t.storage().unsafeGetStorageImpl());
+    if (it == owners.end()) continue;
+    if (first.empty()) first = c10::str("'", it->second, "' of the ", role_a, " and '", name, "' of the ", role_b);
+    ++*count;
+  }
+  return first;
 }
 } // namespace detail
 
@@ -62,9 +94,18 @@ inline double since_ms(std::chrono::steady_clock::time_point t0) {
 /// * `GeneratorT`: `Generator<M>`, `TeacherT` / `AssistantT`: `Denoiser<M, Parameterization>`, with M a
 ///   torch::nn module (holder or shared_ptr) or a TorchScript module — the generator and assistant
 ///   must have parameters; the teacher may also be a callable (an analytic score).
-/// * The teacher and the reward are frozen here (requires_grad false) and never stepped; the
-///   generator update differentiates the generator's parameters only, so no frozen or assistant
-///   parameter ever receives a gradient from it.
+/// * The teacher and the reward (every module they declare) are frozen here — evaluation mode, no
+///   parameter gradients — and never stepped; they are put back in evaluation mode at every step.
+///   The generator and the assistant stay in the mode the user chose. The three roles must hold
+///   distinct parameters (checked). At the first step the trainer walks each loss's autograd graph
+///   and refuses a graph that reaches any tensor requiring grad other than the trained network's
+///   parameters (a frozen model hiding trainable parameters behind a callable).
+/// * The generator update differentiates the generator's parameters only (the assistant's are
+///   switched to requires_grad(false) for the phase, so no graph is kept for them either), so no
+///   frozen or assistant parameter ever receives a gradient from it.
+/// * Nothing non-finite is ever applied: an update whose loss, gradient, generator output, or
+///   resulting weights (checked before the step, `check_weights`) would be non-finite is dropped
+///   and counted; `max_consecutive_skips` in a row end the run with an error.
 /// * All randomness (z, conditions, t, ε) comes from the trainer's own CPU generator seeded by
 ///   `options.seed()`: two runs with the same seed give bit-identical weights on CPU.
 ///
@@ -85,6 +126,9 @@ class DiStarTrainer {
                 "diffinstruct::DiStarTrainer: the generator must be a torch::nn module or a TorchScript module (it is trained)");
   static_assert(detail::is_trainable_model_v<typename AssistantT::ModelType>,
                 "diffinstruct::DiStarTrainer: the assistant must be a torch::nn module or a TorchScript module (it is trained)");
+  static_assert(!(Guidance::needs_unconditional && std::is_same_v<Cond, NoCondition>),
+                "diffinstruct::DiStarTrainer: classifier-free guidance (CfgInside, CfgOutside) needs conditions: with NoCondition "
+                "there is no unconditional prediction to guide against; use NoGuidance, or a condition type with a null condition");
 
  public:
   using Policies = DiStarPolicies<Divergence, Guidance, Reward, Schedule>;
@@ -113,15 +157,18 @@ class DiStarTrainer {
     TORCH_CHECK(!assistant_params_.empty(), "diffinstruct::DiStarTrainer: the assistant has no parameters to train");
     const auto& p0 = generator_params_.front();
     tensor_options_ = p0.options().requires_grad(false);
-    // Frozen models: no parameter gradients, ever.
-    detail::set_requires_grad(teacher_.model(), false);
-    if constexpr (detail::has_parameters<Reward>::value) {
+    sample_shape_ = options_.sample_shape().empty() ? noise_shape_ : options_.sample_shape();
+    // Frozen models: evaluation mode and no parameter gradients, ever.
+    frozen_ = teacher_.modules();
+    for (auto& m : detail::modules_of(policies_.reward)) frozen_.push_back(m);
+    check_distinct_parameters();
+    for (const auto& m : frozen_) m.freeze();
+    if constexpr (detail::has_parameters<Reward>::value && !detail::has_modules<Reward>::value) {
       for (auto& p : policies_.reward.parameters()) p.requires_grad_(false);
     }
     for (auto& p : generator_params_) p.requires_grad_(true);
     for (auto& p : assistant_params_) p.requires_grad_(true);
-    generator_opt_ = detail::make_adam(generator_params_, options_.generator_adam());
-    assistant_opt_ = detail::make_adam(assistant_params_, options_.assistant_adam());
+    build_optimizers();
     if (options_.ema_decay() > 0) ema_ = ExponentialMovingAverage(generator_params_, options_.ema_decay());
   }
 
@@ -131,6 +178,7 @@ class DiStarTrainer {
     TORCH_CHECK(generator_opt && assistant_opt, "diffinstruct::DiStarTrainer::set_optimizers: expected two optimizers, got a null one");
     generator_opt_ = std::move(generator_opt);
     assistant_opt_ = std::move(assistant_opt);
+    generator_opt_kind_ = assistant_opt_kind_ = detail::OptimizerKind::kUser;
   }
 
   /// Where the trainer's messages go (nothing is printed without a sink).
@@ -155,6 +203,9 @@ class DiStarTrainer {
   /// One DI* iteration.
   StepStats step() {
     StepStats stats;
+    for (const auto& m : frozen_) {
+      if (m.is_training()) m.train(false);  // someone switched a frozen model back to training mode
+    }
     const auto t_assistant = std::chrono::steady_clock::now();
     double assistant_loss_sum = 0;
     int64_t assistant_done = 0;
@@ -191,9 +242,11 @@ class DiStarTrainer {
     return last;
   }
 
-  /// Samples x0 = g(z, c) for given noise and conditions, without gradient (optionally with the EMA).
+  /// Samples x0 = g(z, c) for given noise and conditions, without gradient, with the generator in
+  /// evaluation mode (its mode is restored after), optionally with the EMA weights.
   torch::Tensor sample(const torch::Tensor& z, const Cond& c, bool use_ema = false) {
     torch::NoGradGuard no_grad;
+    detail::EvalModeScope eval(generator_.modules());
     struct SwapBack {  // restores the trained weights even if the generator throws
       ExponentialMovingAverage* ema;
       const std::vector<torch::Tensor>& params;
@@ -206,6 +259,10 @@ class DiStarTrainer {
     SwapBack guard{swap ? &ema_ : nullptr, generator_params_};
     return generator_(z, c);
   }
+
+  /// What defines this run, as (key, text) pairs: the trainer options, the policies, the shapes and
+  /// the world size. A checkpoint stores it; load() compares it (ResumeMode).
+  std::vector<std::pair<std::string, std::string>> run_definition() const;
 
   int64_t step_count() const { return step_; }
   int64_t non_finite_total() const { return non_finite_total_; }
@@ -221,11 +278,14 @@ class DiStarTrainer {
   const std::vector<torch::Tensor>& generator_parameters() const { return generator_params_; }
   const std::vector<torch::Tensor>& assistant_parameters() const { return assistant_params_; }
 
-  /// Saves everything needed to resume exactly (checkpoint.hpp); atomic (temporary file, rename).
+  /// Saves everything needed to resume exactly (checkpoint.hpp): atomic and durable (a uniquely
+  /// named temporary file, fsync, rename, fsync of the folder), keeping `keep_checkpoints` files.
+  /// Data-parallel: every rank calls it; rank 0 writes, and its success or failure reaches every rank.
   void save(const std::string& path);
-  /// Restores a checkpoint written by save(); on a missing, truncated or mismatched file throws and
-  /// leaves this trainer untouched.
-  void load(const std::string& path);
+  /// Restores a checkpoint written by save(), onto each model's current device and dtype, after
+  /// verifying every tensor's checksum and the run definition (ResumeMode); on a missing, corrupt,
+  /// truncated or mismatched file throws an error naming the file and leaves this trainer untouched.
+  void load(const std::string& path, ResumeMode mode = ResumeMode::kRequireMatch);
 
  private:
   template <class C>
@@ -286,13 +346,20 @@ class DiStarTrainer {
     return own_rows(t).to(tensor_options_.device());
   }
 
-  /// Handles a dropped update: counts it, logs it, throws under kThrow.
-  void non_finite_event(StepStats& stats, const char* phase, double loss, double grad_norm) {
+  enum Phase { kGeneratorPhase = 0, kAssistantPhase = 1 };
+  static const char* phase_name(Phase p) { return p == kGeneratorPhase ? "generator" : "assistant"; }
+
+  /// Handles a dropped update: counts it, logs it, throws under kThrow or after too many in a row.
+  void non_finite_event(StepStats& stats, Phase phase, const std::string& what, double loss, double grad_norm) {
     ++stats.non_finite;
-    const std::string msg = c10::str("diffinstruct::DiStarTrainer: non-finite ", phase, " update at step ", step_ + 1, " (loss ", loss,
-                                     ", gradient norm ", grad_norm, "); the update was not applied");
+    const int64_t in_row = ++skips_in_row_[phase];
+    const std::string msg = c10::str("diffinstruct::DiStarTrainer: non-finite ", phase_name(phase), " update at step ", step_ + 1, " (",
+                                     what, "; loss ", loss, ", gradient norm ", grad_norm, "); the update was not applied");
     if (sink_) sink_(msg);
     TORCH_CHECK(options_.non_finite() != NonFinitePolicy::kThrow, msg);
+    TORCH_CHECK(in_row < options_.max_consecutive_skips(), "diffinstruct::DiStarTrainer: ", in_row, " ", phase_name(phase),
+                " updates in a row were dropped as non-finite (max_consecutive_skips = ", options_.max_consecutive_skips(),
+                "); the run is not training any more. Last: ", msg);
   }
 
   /// Sets .grad from `grads`, clips, and returns the pre-clip global norm (NaN/inf if any is non-finite).
@@ -311,36 +378,148 @@ class DiStarTrainer {
     return norm;
   }
 
+  /// Steps `opt` unless the step would make a weight non-finite (then: dropped, counted). Returns
+  /// whether it stepped.
+  bool guarded_step(torch::optim::Optimizer& opt, detail::OptimizerKind kind, const std::vector<torch::Tensor>& params,
+                    StepStats& stats, Phase phase, double loss, double norm) {
+    const bool check = options_.check_weights();
+    if (check && kind != detail::OptimizerKind::kUser && !detail::step_keeps_finite(opt, kind)) {
+      for (auto& p : params) p.mutable_grad() = torch::Tensor();
+      non_finite_event(stats, phase, "the optimizer step would make weights non-finite", loss, norm);
+      return false;
+    }
+    opt.step();
+    if (check && kind == detail::OptimizerKind::kUser && !detail::all_finite(params)) {
+      TORCH_CHECK(false, "diffinstruct::DiStarTrainer: the ", phase_name(phase), " optimizer (installed with set_optimizers) made weights "
+                  "non-finite at step ", step_ + 1, " (loss ", loss, ", gradient norm ", norm, "); a step of an optimizer the trainer "
+                  "did not build cannot be undone, so training stops here: resume from the last checkpoint");
+    }
+    skips_in_row_[phase] = 0;
+    return true;
+  }
+
+  /// The generator's samples for noise z, checked where they are produced: floating point, on the
+  /// trainer's device, of the expected per-sample shape.
+  torch::Tensor generate(const torch::Tensor& z, const Cond& c) {
+    torch::Tensor x0 = generator_(z, c);
+    const auto& name = generator_.name();
+    TORCH_CHECK(x0.is_floating_point(), "diffinstruct::DiStarTrainer: the generator ('", name, "') returned samples of dtype ",
+                x0.scalar_type(), "; expected a floating-point tensor");
+    TORCH_CHECK(x0.device() == tensor_options_.device(), "diffinstruct::DiStarTrainer: the generator ('", name,
+                "') returned samples on device ", x0.device(), "; expected ", tensor_options_.device(), " (where its parameters are)");
+    TORCH_CHECK(x0.sizes().slice(1) == c10::IntArrayRef(sample_shape_), "diffinstruct::DiStarTrainer: the generator ('", name,
+                "') returned samples of per-sample shape ", x0.sizes().slice(1), " (batch ", x0.sizes(), "); expected ",
+                c10::IntArrayRef(sample_shape_),
+                options_.sample_shape().empty() ? " (the noise shape; set DiStarTrainerOptions::sample_shape if the generator's samples "
+                                                  "differ from its noise)"
+                                                : " (DiStarTrainerOptions::sample_shape)");
+    return x0;
+  }
+
+  /// At the first step of each phase: the loss must reach no tensor requiring grad but `trained`.
+  void check_graph(const torch::Tensor& loss, const std::vector<torch::Tensor>& trained, Phase phase) {
+    if (graph_checked_[phase]) return;
+    graph_checked_[phase] = true;
+    const auto foreign = detail::foreign_leaves(loss, trained);
+    if (foreign.empty()) return;
+    std::string shapes;
+    for (size_t i = 0; i < foreign.size() && i < 4; ++i) shapes += (i ? ", " : "") + c10::str(foreign[i].sizes());
+    TORCH_CHECK(false, "diffinstruct::DiStarTrainer: the ", phase_name(phase), " loss reaches ", foreign.size(),
+                " tensor(s) that require grad but are not the ", phase_name(phase), "'s parameters (shapes ", shapes,
+                foreign.size() > 4 ? ", ..." : "", "): a frozen model (the teacher, the reward, or a module a callable uses) has "
+                "trainable parameters, or a condition requires grad. Declare the modules a callable uses with holds(module), so that "
+                "the trainer freezes them, or set requires_grad(false) on them");
+  }
+
+  /// Generator, assistant and frozen models must not share parameters (a copied TORCH_MODULE holder
+  /// shares its module): a shared teacher would be trained through the assistant.
+  void check_distinct_parameters() const {
+    detail::NamedTensors frozen;
+    for (const auto& m : frozen_) {
+      for (auto& p : m.named_parameters()) frozen.push_back(std::move(p));
+    }
+    const auto gen = detail::named_parameters(generator_.model());
+    const auto asst = detail::named_parameters(assistant_.model());
+    const std::pair<const detail::NamedTensors*, const char*> roles[] = {{&gen, "generator"}, {&asst, "assistant"},
+                                                                        {&frozen, "teacher or reward"}};
+    for (int i = 0; i < 3; ++i) {
+      for (int j = i + 1; j < 3; ++j) {
+        int64_t count = 0;
+        const auto first = detail::first_shared(*roles[i].first, roles[i].second, *roles[j].first, roles[j].second, &count);
+        TORCH_CHECK(first.empty(), "diffinstruct::DiStarTrainer: the ", roles[i].second, " and the ", roles[j].second, " share ", count,
+                    " parameter tensor(s) (first: ", first, "); each role needs its own copy (e.g. build a second module and "
+                    "copy_state(teacher, assistant)): shared weights would be trained where they must stay frozen");
+      }
+    }
+  }
+
+  void build_optimizers() {
+    generator_opt_ = detail::make_adam(generator_params_, options_.generator_adam());
+    assistant_opt_ = detail::make_adam(assistant_params_, options_.assistant_adam());
+    generator_opt_kind_ = detail::adam_kind(options_.generator_adam());
+    assistant_opt_kind_ = detail::adam_kind(options_.assistant_adam());
+  }
+
   double assistant_update(StepStats& stats) {
     const auto z = randn(batch_shape());
     const Cond c = draw_condition();
     torch::Tensor x0;
     {
       torch::NoGradGuard no_grad;
-      x0 = generator_(z, c);
+      x0 = generate(z, c);
     }
     const auto t = draw_t(/*generator_phase=*/false);
     const auto noise = randn(x0.sizes().vec());
     const torch::Tensor loss = assistant_loss(assistant_, policies_.schedule, x0, c, t, noise).mean();
+    check_graph(loss, assistant_params_, kAssistantPhase);
     auto grads = torch::autograd::grad({loss}, assistant_params_, {}, false, false, /*allow_unused=*/true);
-    torch::Tensor summary = loss.detach().to(torch::kCPU, torch::kFloat64).reshape({1});
+    torch::Tensor summary = torch::stack({loss.detach().to(torch::kFloat64), torch::isfinite(x0).all().to(torch::kFloat64)})
+                                .to(torch::kCPU);
     average_over_ranks(grads, assistant_params_, summary);  // data-parallel: every rank decides alike
     const double loss_value = summary[0].item<double>();
+    const bool x0_finite = summary[1].item<double>() == 1.0;
     const double norm = assign_and_clip(assistant_params_, grads, options_.assistant_max_grad_norm());
     stats.assistant_grad_norm = norm;
-    if (!std::isfinite(loss_value) || !std::isfinite(norm)) {
+    if (!x0_finite || !std::isfinite(loss_value) || !std::isfinite(norm)) {
       for (auto& p : assistant_params_) p.mutable_grad() = torch::Tensor();
-      non_finite_event(stats, "assistant", loss_value, norm);
+      non_finite_event(stats, kAssistantPhase,
+                       x0_finite ? "non-finite loss or gradient"
+                                 : c10::str("the generator ('", generator_.name(), "') produced non-finite samples"),
+                       loss_value, norm);
       return std::nan("");
     }
-    assistant_opt_->step();
+    if (!guarded_step(*assistant_opt_, assistant_opt_kind_, assistant_params_, stats, kAssistantPhase, loss_value, norm)) return std::nan("");
     return loss_value;
+  }
+
+  /// The teacher's conditional (and, under CFG, unconditional) predictions at x_t. One batched
+  /// forward for both, except when the divergence differentiates through the networks but the
+  /// guidance uses ε̂_u only detached (CFG outside): then the unconditional pass builds no graph.
+  void teacher_predictions(GeneratorLossInputs& in, const torch::Tensor& net_in, const torch::Tensor& t, const torch::Tensor& alpha,
+                           const torch::Tensor& sigma, const Cond& c) {
+    if constexpr (Guidance::needs_unconditional) {
+      using Traits = ConditionTraits<Cond>;
+      const auto B = options_.batch_size();
+      const Cond null = Traits::broadcast(conditions_.null_condition, B);
+      if constexpr (Divergence::needs_input_grad && !detail::differentiates_unconditional<Guidance>::value) {
+        in.eps_cond = teacher_.eps(net_in, t, alpha, sigma, c);
+        torch::NoGradGuard no_grad;
+        in.eps_uncond = teacher_.eps(net_in.detach(), t, alpha, sigma, null);
+      } else {
+        const auto eps = teacher_.eps(torch::cat({net_in, net_in}), torch::cat({t, t}), torch::cat({alpha, alpha}),
+                                      torch::cat({sigma, sigma}), Traits::concat(c, null));
+        in.eps_cond = eps.slice(0, 0, B);
+        in.eps_uncond = eps.slice(0, B);
+      }
+    } else {
+      in.eps_cond = teacher_.eps(net_in, t, alpha, sigma, c);
+    }
   }
 
   void generator_update(StepStats& stats) {
     const auto z = randn(batch_shape());
     const Cond c = draw_condition();
-    const auto x0 = generator_(z, c);
+    const auto x0 = generate(z, c);
     const auto t = draw_t(/*generator_phase=*/true);
     const auto noise = randn(x0.sizes().vec());
     auto& sched = policies_.schedule;
@@ -350,22 +529,13 @@ class DiStarTrainer {
 
     GeneratorLossInputs in;
     {
+      // The assistant's weights are not trained here: no graph for them (its inputs still get one).
+      detail::RequiresGradOff assistant_frozen(assistant_params_);
       // Score divergences differentiate through the networks' inputs; KL does not, so no graph is built.
       torch::AutoGradMode grad_mode(Divergence::needs_input_grad);
       const auto net_in = Divergence::needs_input_grad ? x_t : x_t.detach();
       in.assistant_eps = assistant_.eps(net_in, t, alpha, sigma, c);
-      if constexpr (Guidance::needs_unconditional) {
-        // One teacher forward for the conditional and the unconditional pass.
-        using Traits = ConditionTraits<Cond>;
-        const auto B = options_.batch_size();
-        const Cond both = Traits::concat(c, Traits::broadcast(conditions_.null_condition, B));
-        const auto eps = teacher_.eps(torch::cat({net_in, net_in}), torch::cat({t, t}), torch::cat({alpha, alpha}),
-                                      torch::cat({sigma, sigma}), both);
-        in.eps_cond = eps.slice(0, 0, B);
-        in.eps_uncond = eps.slice(0, B);
-      } else {
-        in.eps_cond = teacher_.eps(net_in, t, alpha, sigma, c);
-      }
+      teacher_predictions(in, net_in, t, alpha, sigma, c);
     }
     in.noise = noise;
     in.x_t = x_t;
@@ -379,8 +549,10 @@ class DiStarTrainer {
     }
     const GeneratorLossTerms terms = generator_loss(policies_.divergence, policies_.guidance, in, /*check_values=*/false);
     const torch::Tensor loss = terms.total.mean();
+    check_graph(loss, generator_params_, kGeneratorPhase);
     torch::Tensor summary = torch::stack({loss, terms.divergence.mean(), terms.guidance.mean(), terms.reward.mean(),
-                                          in.reward.defined() ? in.reward.mean() : torch::zeros({}, loss.options())})
+                                          in.reward.defined() ? in.reward.mean() : torch::zeros({}, loss.options()),
+                                          torch::isfinite(x0).all().to(loss.scalar_type())})
                                 .detach()
                                 .to(torch::kCPU, torch::kFloat64);
     // Only the generator's parameters are differentiated: frozen and assistant weights get nothing.
@@ -392,15 +564,22 @@ class DiStarTrainer {
     stats.guidance_loss = s[2];
     stats.reward_loss = s[3];
     stats.mean_reward = s[4];
+    const bool x0_finite = s[5] == 1.0;
     const double norm = assign_and_clip(generator_params_, grads, options_.generator_max_grad_norm());
     stats.generator_grad_norm = norm;
-    if (!std::isfinite(stats.generator_loss) || !std::isfinite(norm)) {
+    if (!x0_finite || !std::isfinite(stats.generator_loss) || !std::isfinite(norm)) {
       for (auto& p : generator_params_) p.mutable_grad() = torch::Tensor();
       stats.generator_skipped = true;
-      non_finite_event(stats, "generator", stats.generator_loss, norm);
+      non_finite_event(stats, kGeneratorPhase,
+                       x0_finite ? "non-finite loss or gradient"
+                                 : c10::str("the generator ('", generator_.name(), "') produced non-finite samples"),
+                       stats.generator_loss, norm);
       return;
     }
-    generator_opt_->step();
+    if (!guarded_step(*generator_opt_, generator_opt_kind_, generator_params_, stats, kGeneratorPhase, stats.generator_loss, norm)) {
+      stats.generator_skipped = true;
+      return;
+    }
     if (ema_decay_on()) ema_.update(generator_params_);
   }
 
@@ -415,11 +594,17 @@ class DiStarTrainer {
   torch::TensorOptions tensor_options_;
   std::vector<torch::Tensor> generator_params_, assistant_params_;
   std::unique_ptr<torch::optim::Optimizer> generator_opt_, assistant_opt_;
+  detail::OptimizerKind generator_opt_kind_ = detail::OptimizerKind::kAdam, assistant_opt_kind_ = detail::OptimizerKind::kAdam;
+  std::vector<int64_t> sample_shape_;
+  std::vector<ModuleRef> frozen_;  // the teacher's and the reward's modules
   ExponentialMovingAverage ema_;
   std::function<void(const std::string&)> sink_;
   std::shared_ptr<Collectives> dp_;
   int64_t step_ = 0;
   int64_t non_finite_total_ = 0;
+  int64_t skips_in_row_[2] = {0, 0};  // dropped updates in a row, per Phase
+  bool graph_checked_[2] = {false, false};
+  int64_t saves_ = 0;  // numbers each save, so that data-parallel ranks agree on which one they report
 };
 
 } // namespace diffinstruct

@@ -38,6 +38,10 @@ class ExponentialMovingAverage {
   }
 
   double decay() const { return decay_; }
+  void set_decay(double decay) {
+    TORCH_CHECK(decay >= 0 && decay < 1, "diffinstruct::ExponentialMovingAverage: expected 0 <= decay < 1, got ", decay);
+    decay_ = decay;
+  }
   std::vector<torch::Tensor>& shadow() { return shadow_; }
   const std::vector<torch::Tensor>& shadow() const { return shadow_; }
 

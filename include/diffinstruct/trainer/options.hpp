@@ -5,15 +5,25 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
+#include <vector>
 
 namespace diffinstruct {
 
-/// What the trainer does when a step produces a non-finite loss or gradient. In both cases the
-/// step is NOT applied to the weights.
+/// What the trainer does when an update would be non-finite (loss, gradient, the generator's output,
+/// or the weights the optimizer step would produce). In both cases the update is NOT applied.
 enum class NonFinitePolicy {
-  kSkip,   ///< drop the update, count it in the statistics, carry on
+  kSkip,   ///< drop the update, count it in the statistics, carry on (up to max_consecutive_skips in a row)
   kThrow,  ///< drop the update and throw a c10::Error naming the phase and the step
+};
+
+/// What `load()` does when the checkpoint's run definition (trainer options, policies, shapes,
+/// world size) differs from this trainer's.
+enum class ResumeMode {
+  kRequireMatch,          ///< refuse with a message listing every difference (the default)
+  kUseCheckpointOptions,  ///< take the checkpoint's trainer options (optimizers rebuilt to match); policies must still match
+  kKeepLiveOptions,       ///< keep this trainer's options and policies; the differences go to the log sink
 };
 
 /// Adam settings for one of the two trained networks (NOTES.md §6: betas (0.5, 0.999) worked).
@@ -24,6 +34,10 @@ struct AdamSettings {
   TORCH_ARG(double, beta2) = 0.999;
   TORCH_ARG(double, eps) = 1e-8;
   TORCH_ARG(double, weight_decay) = 0.0;
+  /// Decoupled weight decay (AdamW, Loshchilov & Hutter): p ← p (1 − lr·wd) before the Adam step,
+  /// which is what `weight_decay` means in diffusers' and most trainers' AdamW. false: Adam's L2
+  /// penalty (wd·p added to the gradient). Irrelevant when weight_decay = 0.
+  TORCH_ARG(bool, decoupled_weight_decay) = true;
 };
 
 /// Options of `DiStarTrainer` (MATH.md §4).
@@ -46,6 +60,19 @@ struct DiStarTrainerOptions {
   /// Decay of the generator's exponential moving average; 0 disables the EMA.
   TORCH_ARG(double, ema_decay) = 0.999;
   TORCH_ARG(NonFinitePolicy, non_finite) = NonFinitePolicy::kSkip;
+  /// Under kSkip, this many dropped updates in a row of one network stop the run with an error:
+  /// a run that skips forever is a dead run.
+  TORCH_ARG(int64_t, max_consecutive_skips) = 100;
+  /// Before each optimizer step the trainer builds, evaluate the weights the step would produce and
+  /// refuse the step (as a non-finite update) if any would be non-finite: one extra pass over the
+  /// parameters, optimizer state and gradients, no copy kept. For optimizers installed with
+  /// set_optimizers() the weights are checked after the step instead, and a non-finite result
+  /// throws (it cannot be undone). false: no check.
+  TORCH_ARG(bool, check_weights) = true;
+  /// Per-sample shape the generator must return (x0 is [B, sample_shape...]); empty: the noise shape.
+  TORCH_ARG(std::vector<int64_t>, sample_shape) = {};
+  /// save(path) keeps this many checkpoints: path (newest), path.1, ..., path.(N-1).
+  TORCH_ARG(int64_t, keep_checkpoints) = 1;
   /// Seed of the trainer's own generator: z, conditions, t and ε all come from it.
   TORCH_ARG(uint64_t, seed) = 0;
 
@@ -58,21 +85,37 @@ struct DiStarTrainerOptions {
     TORCH_CHECK(std::isfinite(alpha_rew_), "diffinstruct::DiStarTrainerOptions: expected a finite alpha_rew, got ", alpha_rew_);
     check_adam(generator_adam_, "generator_adam");
     check_adam(assistant_adam_, "assistant_adam");
-    TORCH_CHECK(generator_max_grad_norm_ >= 0 && assistant_max_grad_norm_ >= 0,
-                "diffinstruct::DiStarTrainerOptions: expected max_grad_norm >= 0 (0 disables clipping), got generator ",
+    TORCH_CHECK(std::isfinite(generator_max_grad_norm_) && std::isfinite(assistant_max_grad_norm_) && generator_max_grad_norm_ >= 0 &&
+                    assistant_max_grad_norm_ >= 0,
+                "diffinstruct::DiStarTrainerOptions: expected a finite max_grad_norm >= 0 (0 disables clipping), got generator ",
                 generator_max_grad_norm_, ", assistant ", assistant_max_grad_norm_);
     TORCH_CHECK(ema_decay_ >= 0 && ema_decay_ < 1, "diffinstruct::DiStarTrainerOptions: expected 0 <= ema_decay < 1, got ",
                 ema_decay_);
+    TORCH_CHECK(max_consecutive_skips_ >= 1, "diffinstruct::DiStarTrainerOptions: expected max_consecutive_skips >= 1, got ",
+                max_consecutive_skips_);
+    TORCH_CHECK(keep_checkpoints_ >= 1 && keep_checkpoints_ <= 1000,
+                "diffinstruct::DiStarTrainerOptions: expected keep_checkpoints in [1, 1000], got ", keep_checkpoints_);
+    for (auto d : sample_shape_) {
+      TORCH_CHECK(d > 0, "diffinstruct::DiStarTrainerOptions: expected positive sample_shape dimensions, got ",
+                  c10::IntArrayRef(sample_shape_));
+    }
   }
 
  private:
   static void check_adam(const AdamSettings& a, const char* name) {
-    TORCH_CHECK(std::isfinite(a.lr()) && a.lr() > 0, "diffinstruct::DiStarTrainerOptions: expected ", name, ".lr > 0, got ",
-                a.lr());
+    TORCH_CHECK(std::isfinite(a.lr()) && a.lr() > 0 && a.lr() <= std::numeric_limits<float>::max(),
+                "diffinstruct::DiStarTrainerOptions: expected ", name, ".lr > 0 and finite in float32, got ", a.lr());
     TORCH_CHECK(a.beta1() >= 0 && a.beta1() < 1 && a.beta2() >= 0 && a.beta2() < 1, "diffinstruct::DiStarTrainerOptions: expected ",
                 name, " betas in [0, 1), got (", a.beta1(), ", ", a.beta2(), ")");
-    TORCH_CHECK(a.eps() > 0 && a.weight_decay() >= 0, "diffinstruct::DiStarTrainerOptions: expected ", name,
-                ".eps > 0 and weight_decay >= 0, got eps ", a.eps(), ", weight_decay ", a.weight_decay());
+    // eps must stay a nonzero number in float32, or Adam computes 0/0 where a gradient entry is zero.
+    TORCH_CHECK(std::isfinite(a.eps()) && a.eps() >= std::numeric_limits<float>::min() && a.eps() <= 1,
+                "diffinstruct::DiStarTrainerOptions: expected ", name, ".eps in [", std::numeric_limits<float>::min(),
+                ", 1] (nonzero in float32), got ", a.eps());
+    TORCH_CHECK(std::isfinite(a.weight_decay()) && a.weight_decay() >= 0, "diffinstruct::DiStarTrainerOptions: expected ", name,
+                ".weight_decay finite and >= 0, got ", a.weight_decay());
+    TORCH_CHECK(!a.decoupled_weight_decay() || a.lr() * a.weight_decay() <= 1, "diffinstruct::DiStarTrainerOptions: expected ", name,
+                ".lr * weight_decay <= 1 with decoupled weight decay (each step multiplies the weights by 1 - lr * weight_decay), got ",
+                a.lr() * a.weight_decay());
   }
 };
 

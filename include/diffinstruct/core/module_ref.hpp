@@ -1,0 +1,118 @@
+#pragma once
+/// \file A type-erased reference to a model's module (a torch::nn module or a TorchScript module),
+/// so that the trainer can freeze, switch modes of and inspect what a policy holds without knowing
+/// its type: the teacher, a reward model, the modules a callable reward captures.
+
+#include <diffinstruct/core/model_traits.hpp>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace diffinstruct {
+
+/// Refers to (does not copy) one module. Copies refer to the same module.
+///
+/// Example:
+///   ModuleRef vae = ModuleRef::of(decoder);   // a TORCH_MODULE holder, shared_ptr<Impl> or jit::Module
+///   vae.freeze();                              // eval mode, requires_grad(false)
+class ModuleRef {
+ public:
+  /// A reference to `model`: a module holder, a shared_ptr to a torch::nn::Module, or a TorchScript module.
+  template <class Model>
+  static ModuleRef of(const Model& model) {
+    static_assert(detail::is_native_module_v<Model> || detail::is_script_module_v<Model>,
+                  "diffinstruct::ModuleRef::of: expected a torch::nn module (holder or shared_ptr) or a torch::jit::Module");
+    ModuleRef r;
+    if constexpr (detail::is_script_module_v<Model>) {
+      r.script_ = std::make_shared<torch::jit::Module>(model);  // a jit::Module is itself a handle: this shares the object
+    } else if constexpr (detail::is_module_holder<std::decay_t<Model>>::value) {
+      r.native_ = model.ptr();
+    } else {
+      r.native_ = model;
+    }
+    TORCH_CHECK(r.native_ || r.script_, "diffinstruct::ModuleRef::of: expected a module, got an empty holder");
+    return r;
+  }
+
+  /// Named parameters, in the module's own order.
+  std::vector<std::pair<std::string, torch::Tensor>> named_parameters() const {
+    std::vector<std::pair<std::string, torch::Tensor>> out;
+    if (native_) {
+      for (const auto& p : native_->named_parameters()) out.emplace_back(p.key(), p.value());
+    } else {
+      for (const auto& p : script_->named_parameters()) out.emplace_back(p.name, p.value);
+    }
+    return out;
+  }
+  std::vector<torch::Tensor> parameters() const {
+    std::vector<torch::Tensor> out;
+    for (auto& p : named_parameters()) out.push_back(std::move(p.second));
+    return out;
+  }
+  void train(bool on) const {
+    if (native_) native_->train(on);
+    else script_->train(on);
+  }
+  bool is_training() const { return native_ ? native_->is_training() : script_->is_training(); }
+  /// Frozen: evaluation mode (dropout off, batch-norm statistics fixed) and no parameter gradients.
+  void freeze() const {
+    train(false);
+    for (auto& p : parameters()) p.requires_grad_(false);
+  }
+  /// Do two references name the same module object?
+  bool same_module(const ModuleRef& other) const {
+    return native_ ? native_ == other.native_ : (other.script_ && script_->_ivalue() == other.script_->_ivalue());
+  }
+
+ private:
+  std::shared_ptr<torch::nn::Module> native_;
+  std::shared_ptr<torch::jit::Module> script_;
+};
+
+namespace detail {
+
+/// The module behind a model, if it is one (a plain callable has none we can see).
+template <class Model>
+std::vector<ModuleRef> module_refs_of(const Model& model) {
+  if constexpr (is_native_module_v<Model> || is_script_module_v<Model>) return {ModuleRef::of(model)};
+  else return {};
+}
+
+/// Does a policy expose the modules it holds (`std::vector<ModuleRef> modules() const`)?
+template <class T, class = void>
+struct has_modules : std::false_type {};
+template <class T>
+struct has_modules<T, std::void_t<decltype(std::vector<ModuleRef>(std::declval<const T&>().modules()))>> : std::true_type {};
+
+/// Puts modules in evaluation mode for a scope and restores each one's mode after.
+class EvalModeScope {
+ public:
+  explicit EvalModeScope(std::vector<ModuleRef> modules) : modules_(std::move(modules)) {
+    for (const auto& m : modules_) {
+      was_.push_back(m.is_training());
+      m.train(false);
+    }
+  }
+  ~EvalModeScope() {
+    for (size_t i = 0; i < modules_.size(); ++i) modules_[i].train(was_[i]);
+  }
+  EvalModeScope(const EvalModeScope&) = delete;
+  EvalModeScope& operator=(const EvalModeScope&) = delete;
+
+ private:
+  std::vector<ModuleRef> modules_;
+  std::vector<bool> was_;
+};
+
+/// The modules a policy declares, or none.
+template <class T>
+std::vector<ModuleRef> modules_of(const T& policy) {
+  if constexpr (has_modules<T>::value) return policy.modules();
+  else return {};
+}
+
+} // namespace detail
+
+} // namespace diffinstruct
