@@ -13,6 +13,7 @@ packages=(
   python3-torch                       # models exported from Python (TorchScript test), Python reference loop
   libbenchmark-dev                    # benchmarks
   libgloo-dev                         # data-parallel training (headers of c10d's Gloo process group)
+  clang-14 libclang-rt-14-dev         # libFuzzer targets for the file readers (scripts/fuzz.sh)
 )
 
 missing=()

@@ -1,17 +1,34 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, builds, runs every test through ctest — first
-# against Debian's LibTorch 1.13 (C++17), then against LibTorch 2.x from PyPI's torch wheel (C++20;
-# scripts/test_torch2.sh, version pinned there). DIFFINSTRUCT_TORCH2=0 skips the second.
-# DIFFINSTRUCT_SANITIZE=1 runs the first under ASan/UBSan (separate build folder).
+# The whole test suite: installs what is missing, builds, and runs
+#   1. every test through ctest against Debian's LibTorch 1.13 (C++17);
+#   2. the unit tests again, built with ASan + UBSan (build-sanitize/);
+#   3. the libFuzzer targets of every reader of untrusted files, 60 s each (scripts/fuzz.sh);
+#   4. every test against LibTorch 2.x from PyPI's torch wheel (C++20; scripts/test_torch2.sh).
+# DIFFINSTRUCT_SANITIZE_PASS=0, DIFFINSTRUCT_FUZZ=0, DIFFINSTRUCT_TORCH2=0 skip passes 2, 3, 4.
+# DIFFINSTRUCT_SANITIZE=1 runs the whole of pass 1 under ASan/UBSan instead (and skips 2 and 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
+start=$(date +%s)
+stamp() { echo "diffinstruct: $1 done after $(( $(date +%s) - start )) s"; }
 bash scripts/build.sh
 build_dir=${DIFFINSTRUCT_BUILD_DIR:-build}
 [ "${DIFFINSTRUCT_SANITIZE:-0}" = 1 ] && build_dir=${DIFFINSTRUCT_BUILD_DIR:-build-sanitize}
 # LibTorch allocates caches it never frees: leak reports would be noise, not findings.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 (cd "$build_dir" && ctest --output-on-failure -j"$(nproc)")
+stamp "pass 1 (LibTorch 1.13)"
+if [ "${DIFFINSTRUCT_SANITIZE:-0}" != 1 ] && [ "${DIFFINSTRUCT_SANITIZE_PASS:-1}" != 0 ]; then
+  DIFFINSTRUCT_SANITIZE=1 DIFFINSTRUCT_BUILD_DIR=build-sanitize bash scripts/build.sh --target diffinstruct_tests checkpoint_worker
+  (cd build-sanitize && ctest --output-on-failure -j"$(nproc)" -R '^unit \|')
+  stamp "pass 2 (unit tests under ASan + UBSan)"
+fi
+if [ "${DIFFINSTRUCT_FUZZ:-1}" != 0 ]; then
+  bash scripts/fuzz.sh
+  stamp "pass 3 (fuzzing)"
+fi
 if [ "${DIFFINSTRUCT_TORCH2:-1}" != 0 ] && [ "${DIFFINSTRUCT_SANITIZE:-0}" != 1 ]; then
   bash scripts/test_torch2.sh
+  stamp "pass 4 (LibTorch 2.x)"
 fi

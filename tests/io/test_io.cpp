@@ -47,6 +47,7 @@ TEST_CASE("CRC-32C: the check value, hardware equals the portable table, and it 
   const std::string check = "123456789";
   CHECK(io::crc32c(0, check.data(), check.size()) == 0xE3069283u);
   CHECK(io::crc32c_portable(0, check.data(), check.size()) == 0xE3069283u);
+  CHECK(io::crc32_ieee(0, check.data(), check.size()) == 0xCBF43926u);
   std::mt19937 rng(1);
   std::vector<unsigned char> buf(10000);
   for (auto& b : buf) b = static_cast<unsigned char>(rng());

@@ -3,6 +3,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <type_traits>
+
 namespace di = diffinstruct;
 
 namespace {
@@ -55,6 +57,23 @@ TEST_CASE("CFG inside guides the target: b = eps_c + alpha (eps_c - eps_u)", "[g
   CHECK(torch::allclose(inside.target(s.eps_c, s.eps_u), s.eps_c + 7.5 * (s.eps_c - s.eps_u)));
   CHECK(torch::equal(inside.loss(s.eps_c, s.eps_u, s.x_t, s.sigma, s.w), torch::zeros({6}, torch::kFloat64)));
   CHECK(torch::equal(di::NoGuidance{}.target(s.eps_c, torch::Tensor()), s.eps_c));
+}
+
+TEST_CASE("#4 one guidance convention per name: AlphaCfg is the paper's, GuidanceScale is diffusers'", "[guidance][hardening]") {
+  const auto s = make_setup();
+  // A bare number is not a guidance strength: it would be read in one convention or the other.
+  STATIC_REQUIRE_FALSE(std::is_constructible_v<di::CfgInside, double>);
+  STATIC_REQUIRE_FALSE(std::is_constructible_v<di::CfgOutside, double>);
+  STATIC_REQUIRE_FALSE(std::is_convertible_v<double, di::CfgOptions>);
+  CHECK(di::CfgOptions().guidance_scale(7.5).alpha_cfg() == 6.5);
+  CHECK(di::CfgOptions(di::AlphaCfg(7.5)).guidance_scale() == 8.5);
+  CHECK(di::CfgOptions(di::GuidanceScale(8.5)).alpha_cfg() == 7.5);
+  // diffusers' guided prediction eps_u + s (eps_c - eps_u) with s = 7.5 is GuidanceScale(7.5)'s target.
+  const auto diffusers = s.eps_u + 7.5 * (s.eps_c - s.eps_u);
+  CHECK(torch::allclose(di::CfgInside(di::GuidanceScale(7.5)).target(s.eps_c, s.eps_u), diffusers, 1e-12, 1e-12));
+  CHECK(torch::allclose(di::CfgInside(di::AlphaCfg(6.5)).target(s.eps_c, s.eps_u), diffusers, 1e-12, 1e-12));
+  CHECK_THROWS_WITH(di::CfgInside(di::GuidanceScale(0.5)), Catch::Contains("got alpha_cfg -0.5 (guidance scale 0.5)"));
+  CHECK(di::CfgInside(di::GuidanceScale(3.0)).describe() == "cfg_inside(alpha_cfg=2)");
 }
 
 TEST_CASE("CFG outside adds alpha w <sg[(eps_c - eps_u)/sigma], x_t>", "[guidance]") {

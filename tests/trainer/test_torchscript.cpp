@@ -126,7 +126,8 @@ TEST_CASE("load_torchscript names the role and the problem", "[trainer][torchscr
                     Catch::Contains("no TorchScript file for the generator") && Catch::Contains("nope.pt"));
   std::ofstream(scratch("garbage.pt")) << "not a zip archive";
   CHECK_THROWS_WITH(di::load_torchscript(scratch("garbage.pt").string(), di::ModelRole::kDenoiser),
-                    Catch::Contains("(the denoiser) is not a loadable TorchScript archive"));
+                    Catch::Contains("garbage.pt' (the denoiser, a TorchScript archive) is corrupt or truncated") &&
+                        Catch::Contains("zip archive"));
   torch::jit::Module no_forward("Empty");
   no_forward.define("def helper(self, x):\n    return x\n");
   no_forward.save(scratch("no_forward.pt").string());

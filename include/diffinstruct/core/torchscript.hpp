@@ -12,6 +12,11 @@
 ///   denoiser   (x_t, t) or (x_t, t, c)       teacher and assistant
 ///   reward     (x0) or (x0, c)
 /// `c` is one argument per tensor of the condition (ConditionTraits::append_ivalues).
+///
+/// The archive is verified first (io/zip_check.hpp: structure, and each record against its CRC-32),
+/// so a damaged file is an error naming it. A TorchScript file is a program: load only trusted ones.
+
+#include <diffinstruct/io/zip_check.hpp>
 
 #include <torch/script.h>
 
@@ -38,6 +43,8 @@ inline torch::jit::Module load_torchscript(const std::string& path, ModelRole ro
   const char* what = role_name(role);
   TORCH_CHECK(std::filesystem::is_regular_file(path), "diffinstruct::load_torchscript: no TorchScript file for the ", what, " at '",
               path, "' (export one with torch.jit.script(model).save(path))");
+  // The zip structure and every record's CRC-32 first: LibTorch's reader checks neither.
+  io::verify_zip_archive(path, std::string("the ") + what + ", a TorchScript archive");
   torch::jit::Module m;
   try {
     m = torch::jit::load(path, device);

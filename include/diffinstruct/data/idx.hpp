@@ -66,9 +66,11 @@ inline torch::Tensor read_idx(const std::string& path) {
     read_exact(b.data(), 4, "header");
     d = (int64_t{b[0]} << 24) | (int64_t{b[1]} << 16) | (int64_t{b[2]} << 8) | int64_t{b[3]};
     TORCH_CHECK(d > 0 && d < (int64_t{1} << 28), "diffinstruct::read_idx: '", path, "' has an implausible dimension ", d);
+    // Checked before multiplying: four dimensions below 2^28 can overflow 64 bits (found by fuzzing).
+    TORCH_CHECK(count <= (int64_t{1} << 34) / d, "diffinstruct::read_idx: '", path, "' claims more than 2^34 elements (dimensions ",
+                c10::IntArrayRef(shape.data(), static_cast<size_t>(&d - shape.data()) + 1), ")");
     count *= d;
   }
-  TORCH_CHECK(count < (int64_t{1} << 34), "diffinstruct::read_idx: '", path, "' claims ", count, " elements");
   // Nothing is allocated that the file cannot hold.
   const int64_t header_bytes = 4 + 4 * int64_t{dims};
   if (gzdirect(file)) {

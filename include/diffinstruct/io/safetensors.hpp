@@ -404,16 +404,30 @@ inline void write_safetensors(const std::string& path, const std::vector<std::pa
     if (!metadata.empty()) {
       h += "\"__metadata__\":{";
       for (const auto& [k, v] : metadata) {
-        h += (first ? "" : ",") + json_quote(k) + ":" + json_quote(v);
+        if (!first) h += ',';
+        h += json_quote(k);
+        h += ':';
+        h += json_quote(v);
         first = false;
       }
-      h += "}";
+      h += '}';
       first = false;
     }
     for (const auto& e : entries) {
-      h += (first ? "" : ",") + json_quote(e.name) + ":{\"dtype\":\"" + safetensors_dtype_name(e.dtype) + "\",\"shape\":[";
-      for (size_t i = 0; i < e.shape.size(); ++i) h += (i ? "," : "") + std::to_string(e.shape[i]);
-      h += "],\"data_offsets\":[" + std::to_string(e.begin) + "," + std::to_string(e.end) + "]}";
+      if (!first) h += ',';
+      h += json_quote(e.name);
+      h += ":{\"dtype\":\"";
+      h += safetensors_dtype_name(e.dtype);
+      h += "\",\"shape\":[";
+      for (size_t i = 0; i < e.shape.size(); ++i) {
+        if (i) h += ',';
+        h += std::to_string(e.shape[i]);
+      }
+      h += "],\"data_offsets\":[";
+      h += std::to_string(e.begin);
+      h += ',';
+      h += std::to_string(e.end);
+      h += "]}";
       first = false;
     }
     h += "}";

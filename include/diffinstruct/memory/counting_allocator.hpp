@@ -13,19 +13,39 @@
 
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
-#include <torch/version.h>
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 
 namespace diffinstruct {
 
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Woverloaded-virtual"
+#endif
 /// Counts the bytes of CPU tensor memory it hands out (live and peak), forwarding to another allocator.
 class CountingCpuAllocator final : public c10::Allocator {
  public:
   CountingCpuAllocator() = default;
 
-  c10::DataPtr allocate(size_t bytes) const override {
+  // `allocate` is const in LibTorch 1.13 and not in 2.x (core/torch_compat.hpp): both are defined,
+  // and whichever the base class declares is the one that overrides it.
+  c10::DataPtr allocate(size_t bytes) const { return counted(bytes); }
+  c10::DataPtr allocate(size_t bytes) { return counted(bytes); }
+  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+  // Pure virtual in 2.x, absent in 1.13.
+  void copy_data(void* dest, const void* src, std::size_t count) const { std::memcpy(dest, src, count); }
+
+  int64_t live_bytes() const { return live_.load(); }
+  int64_t peak_bytes() const { return peak_.load(); }
+  int64_t allocations() const { return allocations_.load(); }
+  /// Starts a new peak measurement from what is live now.
+  void reset_peak() { peak_.store(live_.load()); }
+  void set_base(c10::Allocator* base) { base_ = base; }
+
+ private:
+  c10::DataPtr counted(size_t bytes) const {
     c10::Allocator* base = base_ ? base_ : c10::GetDefaultCPUAllocator();
     auto inner = base->allocate(bytes);
     void* data = inner.get();
@@ -38,19 +58,6 @@ class CountingCpuAllocator final : public c10::Allocator {
     allocations_.fetch_add(1);
     return {data, ctx, &CountingCpuAllocator::release, device};
   }
-  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
-#if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
-  void copy_data(void* dest, const void* src, std::size_t count) const final { default_copy_data(dest, src, count); }
-#endif
-
-  int64_t live_bytes() const { return live_.load(); }
-  int64_t peak_bytes() const { return peak_.load(); }
-  int64_t allocations() const { return allocations_.load(); }
-  /// Starts a new peak measurement from what is live now.
-  void reset_peak() { peak_.store(live_.load()); }
-  void set_base(c10::Allocator* base) { base_ = base; }
-
- private:
   struct Context {
     c10::DataPtr inner;
     size_t bytes;
@@ -65,6 +72,10 @@ class CountingCpuAllocator final : public c10::Allocator {
   c10::Allocator* base_ = nullptr;
   mutable std::atomic<int64_t> live_{0}, peak_{0}, allocations_{0};
 };
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
 
 /// Makes `counter` LibTorch's CPU allocator for a scope, then restores the previous one. The
 /// counter must outlive every tensor allocated in the scope.

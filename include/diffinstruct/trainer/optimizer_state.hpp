@@ -210,8 +210,9 @@ inline void optimizer_from_record(torch::optim::Optimizer& opt, const NamedTenso
   }
   torch::NoGradGuard no_grad;
   opt.state().clear();
-  for (const auto& [name, p] : params) {
-    const std::string base = prefix + "/" + name + "/";
+  for (const auto& entry : params) {
+    const auto& p = entry.second;  // not a structured binding: lambdas below capture it
+    const std::string base = prefix + "/" + entry.first + "/";
     auto load_like = [&](const char* field) {
       const auto* e = file.find(base + field);
       if (!e) return torch::Tensor();

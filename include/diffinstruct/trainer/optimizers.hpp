@@ -3,6 +3,7 @@
 /// check that an optimizer step will not make a weight non-finite, made before the step so that a
 /// bad step can be refused instead of undone.
 
+#include <diffinstruct/core/torch_compat.hpp>
 #include <diffinstruct/trainer/options.hpp>
 
 #include <torch/torch.h>
@@ -16,13 +17,8 @@
 namespace diffinstruct {
 namespace detail {
 
-/// The key under which torch::optim keeps a parameter's state (the address of its TensorImpl,
-/// printed as torch::optim itself prints it).
-inline std::string optimizer_state_key(const torch::Tensor& p) {
-  std::ostringstream os;
-  os << static_cast<const void*>(p.unsafeGetTensorImpl());
-  return os.str();
-}
+/// The key under which torch::optim keeps a parameter's state.
+inline compat::OptimizerStateKey optimizer_state_key(const torch::Tensor& p) { return compat::optimizer_state_key(p); }
 
 /// Which optimizer the trainer holds: one it built (whose update it can predict) or the user's.
 enum class OptimizerKind { kAdam, kAdamW, kUser };

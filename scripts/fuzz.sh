@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Fuzzes every reader of untrusted files with libFuzzer (clang, ASan + UBSan): the IDX reader, the
+# safetensors reader, the checkpoint loader and the TorchScript loader, each for
+# DIFFINSTRUCT_FUZZ_SECONDS (default 60) from the committed seed corpus tests/fuzz/corpus/<target>/.
+# A crash, a sanitizer report, a leak-free hang past 10 s or memory past 2 GB fails the run (exit 1)
+# and leaves the input that did it in build-fuzz/findings/<target>/.
+#   DIFFINSTRUCT_FUZZ_TARGETS="idx safetensors"   a subset
+#   DIFFINSTRUCT_FUZZ_MAKE_CORPUS=1               rewrite the seed corpus instead (then commit it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${DIFFINSTRUCT_FUZZ_SECONDS:-60}
+targets=${DIFFINSTRUCT_FUZZ_TARGETS:-idx safetensors checkpoint torchscript}
+build=${DIFFINSTRUCT_FUZZ_BUILD_DIR:-build-fuzz}
+cxx=$(command -v clang++-14 || command -v clang++ || true)
+[ -n "$cxx" ] || { echo "diffinstruct: fuzzing needs clang (Debian: clang-14 libclang-rt-14-dev)" >&2; exit 1; }
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="$cxx" \
+  -DDIFFINSTRUCT_BUILD_TESTS=OFF -DDIFFINSTRUCT_BUILD_EXAMPLES=OFF -DDIFFINSTRUCT_BUILD_FUZZERS=ON >/dev/null
+cmake --build "$build" --target fuzz_readers -j"$(nproc)"
+exe="$build/tests/fuzz/fuzz_readers"
+if [ "${DIFFINSTRUCT_FUZZ_MAKE_CORPUS:-0}" = 1 ]; then
+  rm -rf tests/fuzz/corpus
+  DIFFINSTRUCT_FUZZ_MAKE_CORPUS=tests/fuzz/corpus "$exe"
+  exit 0
+fi
+# LibTorch keeps caches for the process's life: leak reports would be noise, not findings.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export OMP_NUM_THREADS=1
+status=0
+for t in $targets; do
+  work="$build/corpus/$t" findings="$build/findings/$t"
+  rm -rf "$work" "$findings"
+  mkdir -p "$work" "$findings"
+  cp tests/fuzz/corpus/"$t"/* "$work"/
+  echo "diffinstruct: fuzzing the $t reader for ${seconds} s"
+  if ! DIFFINSTRUCT_FUZZ_TARGET=$t "$exe" "$work" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+       -seed=1 -print_final_stats=1 -artifact_prefix="$findings/" > "$build/fuzz_$t.log" 2>&1; then
+    echo "diffinstruct: FUZZING FOUND A PROBLEM in the $t reader; input in $findings/:" >&2
+    tail -40 "$build/fuzz_$t.log" >&2
+    status=1
+  else
+    grep -E "stat::number_of_executed_units|stat::peak_rss_mb|cov:" "$build/fuzz_$t.log" | tail -3 | sed "s/^/  $t: /"
+  fi
+done
+exit $status

@@ -1,0 +1,127 @@
+// libFuzzer target for every reader of untrusted files: the IDX reader, the safetensors reader, the
+// trainer's checkpoint loader and the TorchScript loader. One binary; DIFFINSTRUCT_FUZZ_TARGET picks
+// the reader (idx | safetensors | checkpoint | torchscript). Built with clang and
+// -fsanitize=fuzzer,address,undefined (tests/fuzz/CMakeLists.txt); scripts/fuzz.sh runs each target
+// for a bounded time from the committed seed corpus in tests/fuzz/corpus/<target>/.
+//
+// Contract checked: a reader either succeeds or throws c10::Error; anything else escaping (another
+// exception type, a crash, a sanitizer report, a hang past -timeout, memory past -rss_limit_mb) is a
+// finding. With --make-corpus DIR the binary writes the seed corpus instead (run without libFuzzer's
+// driver: DIFFINSTRUCT_FUZZ_MAKE_CORPUS=DIR).
+#include "../trainer/tiny_trainer.hpp"
+
+#include <diffinstruct/data/idx.hpp>
+#include <diffinstruct/io/safetensors.hpp>
+
+#include <zlib.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+namespace di = diffinstruct;
+namespace fs = std::filesystem;
+
+namespace {
+
+enum class Target { kIdx, kSafetensors, kCheckpoint, kTorchscript };
+Target g_target = Target::kIdx;
+std::string g_input;  // the per-process file each input is written to
+std::unique_ptr<tiny::Trainer> g_trainer;
+
+void write_file(const std::string& path, const uint8_t* data, size_t size) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) std::abort();
+  if (size && std::fwrite(data, 1, size, f) != size) std::abort();
+  std::fclose(f);
+}
+
+void run_one() {
+  switch (g_target) {
+    case Target::kIdx: {
+      const auto t = di::data::read_idx(g_input);
+      (void)t.sum().item<int64_t>();
+      break;
+    }
+    case Target::kSafetensors: {
+      di::io::SafetensorsFile f(g_input);
+      for (const auto& e : f.tensors()) {
+        if (e.bytes() <= (uint64_t{1} << 20)) (void)f.read(e.name);
+      }
+      if (f.has_checksums()) f.verify_checksums();
+      break;
+    }
+    case Target::kCheckpoint: g_trainer->load(g_input, di::ResumeMode::kKeepLiveOptions); break;
+    case Target::kTorchscript: {
+      auto m = di::load_torchscript(g_input, di::ModelRole::kGenerator);
+      (void)m;
+      break;
+    }
+  }
+}
+
+void make_corpus(const std::string& dir) {
+  for (const char* t : {"idx", "safetensors", "checkpoint", "torchscript"}) fs::create_directories(fs::path(dir) / t);
+  // IDX: a plain and a gzipped file.
+  std::string idx = {0, 0, 8, 2, 0, 0, 0, 3, 0, 0, 0, 4};
+  for (int i = 0; i < 12; ++i) idx += static_cast<char>(i * 7);
+  std::ofstream(fs::path(dir) / "idx" / "plain.idx", std::ios::binary) << idx;
+  gzFile gz = gzopen((fs::path(dir) / "idx" / "small.idx.gz").string().c_str(), "wb");
+  gzwrite(gz, idx.data(), static_cast<unsigned>(idx.size()));
+  gzclose(gz);
+  // safetensors: plain, and with checksums and metadata.
+  di::io::write_safetensors((fs::path(dir) / "safetensors" / "plain.safetensors").string(),
+                            {{"w", torch::arange(6, torch::kFloat32).reshape({2, 3})}, {"b", torch::ones({3}, torch::kBFloat16)}});
+  di::io::write_safetensors((fs::path(dir) / "safetensors" / "checked.safetensors").string(),
+                            {{"i", torch::arange(4, torch::kLong)}, {"m", torch::ones({2, 2}, torch::kBool)}}, {{"format", "pt"}},
+                            /*checksums=*/true);
+  // A checkpoint of the fuzzed trainer's own shape, and a TorchScript generator.
+  auto t = tiny::make(1, tiny::di::DiStarTrainerOptions().batch_size(4), 4);
+  t->step();
+  t->save((fs::path(dir) / "checkpoint" / "tiny.ckpt").string());
+  torch::jit::Module m("Gen");
+  m.register_parameter("w", torch::ones({2, 2}), false);
+  m.define("def forward(self, z):\n    return z.matmul(self.w)\n");
+  m.save((fs::path(dir) / "torchscript" / "gen.pt").string());
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  at::set_num_threads(1);
+  if (const char* dir = std::getenv("DIFFINSTRUCT_FUZZ_MAKE_CORPUS")) {
+    make_corpus(dir);
+    std::printf("seed corpus written to %s\n", dir);
+    std::exit(0);
+  }
+  const char* target = std::getenv("DIFFINSTRUCT_FUZZ_TARGET");
+  const std::string name = target ? target : "";
+  if (name == "idx") g_target = Target::kIdx;
+  else if (name == "safetensors") g_target = Target::kSafetensors;
+  else if (name == "checkpoint") g_target = Target::kCheckpoint;
+  else if (name == "torchscript") g_target = Target::kTorchscript;
+  else {
+    std::fprintf(stderr, "set DIFFINSTRUCT_FUZZ_TARGET to idx, safetensors, checkpoint or torchscript\n");
+    std::exit(2);
+  }
+  const char* tmp = std::getenv("TMPDIR");
+  g_input = (fs::path(tmp ? tmp : "/tmp") / ("diffinstruct_fuzz_" + name + "_" + std::to_string(::getpid()))).string();
+  if (name == "idx") g_input += ".gz";  // the name does not matter to the reader; zlib sniffs the content
+  if (g_target == Target::kCheckpoint) g_trainer = tiny::make(1, tiny::di::DiStarTrainerOptions().batch_size(4), 4);
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  write_file(g_input, data, size);
+  try {
+    run_one();
+  } catch (const c10::Error&) {
+    // the documented outcome for a bad file
+  }
+  return 0;
+}
