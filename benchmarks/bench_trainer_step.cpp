@@ -25,12 +25,13 @@ torch::Tensor call_teacher(bench::MixtureTeacher& t, const torch::Tensor& x, con
 torch::Tensor call_teacher(bench::Conv& c, const torch::Tensor& x, const torch::Tensor& tt) { return c->forward(x, tt); }
 
 template <class Gen, class Asst, class Teacher>
-void library_step(benchmark::State& state, Gen gen, Asst asst, Teacher teacher, RewardFn reward, std::vector<int64_t> noise, int64_t batch) {
+void library_step(benchmark::State& state, Gen gen, Asst asst, Teacher teacher, RewardFn reward, std::vector<int64_t> noise, int64_t batch,
+                  bool check_weights = true) {
   using Trainer = di::DiStarTrainer<di::Generator<Gen>, di::Denoiser<Teacher>, di::Denoiser<Asst>, di::NoCondition, di::PseudoHuberScore,
                                     di::NoGuidance, di::CallableReward<RewardFn>, di::CosineVPSchedule>;
   Trainer trainer(di::Generator<Gen>(gen), di::Denoiser<Teacher>(teacher), di::Denoiser<Asst>(asst),
                   {di::PseudoHuberScore(kC), di::NoGuidance{}, di::CallableReward<RewardFn>(reward), kSchedule}, {}, noise,
-                  di::DiStarTrainerOptions().batch_size(batch).alpha_rew(kAlphaRew).ema_decay(0));
+                  di::DiStarTrainerOptions().batch_size(batch).alpha_rew(kAlphaRew).ema_decay(0).check_weights(check_weights));
   for (int i = 0; i < 3; ++i) trainer.step();  // warm-up
   for (auto _ : state) benchmark::DoNotOptimize(trainer.step().generator_loss);
 }
@@ -100,6 +101,15 @@ void conv_library(benchmark::State& s) {
   torch::manual_seed(0);
   library_step(s, bench::Conv(1), bench::Conv(2), bench::Conv(2), bench::conv_reward, {1, 16, 16}, 64);
 }
+// The same library step without the pre-step weight check (check_weights(false)): its cost, side by side.
+void mlp_library_unchecked(benchmark::State& s) {
+  torch::manual_seed(0);
+  library_step(s, bench::Mlp(2, 2), bench::Mlp(4, 2), bench::MixtureTeacher{}, bench::mlp_reward, {2}, 256, false);
+}
+void conv_library_unchecked(benchmark::State& s) {
+  torch::manual_seed(0);
+  library_step(s, bench::Conv(1), bench::Conv(2), bench::Conv(2), bench::conv_reward, {1, 16, 16}, 64, false);
+}
 void conv_handwritten(benchmark::State& s) {
   torch::manual_seed(0);
   handwritten_step(s, bench::Conv(1), bench::Conv(2), bench::Conv(2), bench::conv_reward, {1, 16, 16}, 64);
@@ -108,8 +118,10 @@ void conv_handwritten(benchmark::State& s) {
 }  // namespace
 
 BENCHMARK(mlp_library)->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK(mlp_library_unchecked)->Unit(benchmark::kMillisecond)->MinTime(2.0);
 BENCHMARK(mlp_handwritten)->Unit(benchmark::kMillisecond)->MinTime(2.0);
 BENCHMARK(conv_library)->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK(conv_library_unchecked)->Unit(benchmark::kMillisecond)->MinTime(2.0);
 BENCHMARK(conv_handwritten)->Unit(benchmark::kMillisecond)->MinTime(2.0);
 
 int main(int argc, char** argv) {

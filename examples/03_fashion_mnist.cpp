@@ -19,13 +19,16 @@
 #include "fashion_mnist/pipeline.hpp"
 
 #include <diffinstruct/util/image_grid_png.hpp>
+#include <diffinstruct/util/errorbar_plot_png.hpp>
 #include <diffinstruct/util/line_plot_png.hpp>
+#include <diffinstruct/util/portable_math.hpp>
 #include <diffinstruct/util/threads.hpp>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <map>
 
 namespace di = diffinstruct;
 namespace fs = std::filesystem;
@@ -92,6 +95,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"none", "c", "cfg-grid", "K", "seeds"}));
   app.add_option("--seed", cfg.seed, "random seed")->check(CLI::NonNegativeNumber);
   app.add_option("--threads", threads, "intra-op threads (0: every core)")->check(CLI::NonNegativeNumber);
+  bool portable = false;
+  app.add_flag("--portable", portable,
+               "pinned CPU kernels (oneDNN off; expects OPENBLAS_CORETYPE=Haswell ATEN_CPU_CAPABILITY=avx2 in the environment, as "
+               "scripts/demo.sh sets): the same numbers on any AVX2 CPU");
   CLI11_PARSE(app, argc, argv);
   if (cfg.ch % 8 != 0) {
     fmt::print(stderr, "error: --channels must be a multiple of 8 (GroupNorm with 8 groups), got {}\n", cfg.ch);
@@ -104,6 +111,15 @@ int main(int argc, char** argv) {
     cfg.distill_steps = std::max<int64_t>(cfg.distill_steps, 2000);
     cfg.post_steps = std::max<int64_t>(cfg.post_steps, 1000);
     cfg.eval_per_class = std::max<int64_t>(cfg.eval_per_class, 200);
+  }
+  if (portable) {
+    if (threads != 1) {
+      fmt::print(stderr, "error: --portable needs --threads 1 (more threads reorder reductions), got {}\n", threads);
+      return 2;
+    }
+    for (const auto& pin : di::use_portable_cpu_math())
+      fmt::print(stderr, "warning: --portable without {} in the environment: results may differ on another CPU\n", pin);
+    cfg.cache_tag = "_portable";  // never mixed with stages computed with the CPU's own kernels
   }
   threads = di::use_threads(threads);
   std::error_code ec;
@@ -130,8 +146,8 @@ int main(int argc, char** argv) {
     const EvalSet set = make_eval_set(cfg);
 
     // 3. One-step initialisation: SIM distillation (pseudo-Huber + CFG inside, no reward).
-    const fs::path init_path = fs::path(cfg.out) / fmt::format("init_ch{}_distill{}_cfg{}_c{}_seed{}.pt", cfg.ch, cfg.distill_steps,
-                                                               cfg.alpha_cfg, cfg.c, cfg.seed);
+    const fs::path init_path = fs::path(cfg.out) / fmt::format("init_ch{}_distill{}_cfg{}_c{}_seed{}{}.pt", cfg.ch, cfg.distill_steps,
+                                                               cfg.alpha_cfg, cfg.c, cfg.seed, cfg.cache_tag);
     OneStepGenerator init = make_generator(cfg, schedule);
     di::copy_state(teacher, init->net);
     double init_seconds = 0;
@@ -154,7 +170,7 @@ int main(int argc, char** argv) {
                         {"distill_steps", cfg.distill_steps}, {"post_steps", cfg.post_steps}, {"batch", cfg.batch}, {"K", cfg.k},
                         {"alpha_cfg", cfg.alpha_cfg}, {"alpha_rew", cfg.alpha_rew}, {"c", cfg.c}, {"lr_gen", cfg.lr_gen},
                         {"lr_asst", cfg.lr_asst}, {"t_star", cfg.t_star}, {"eval_per_class", cfg.eval_per_class}, {"seed", cfg.seed},
-                        {"threads", threads}, {"train_images", data.train_x.size(0)}, {"sweep", sweep}};
+                        {"threads", threads}, {"train_images", data.train_x.size(0)}, {"sweep", sweep}, {"portable", portable}};
     report["classifiers"] = {{"reward_model_test_accuracy", reward_acc}, {"evaluator_test_accuracy", eval_acc},
                              {"test_split_diversity", ref.test_diversity}};
 
@@ -246,7 +262,8 @@ int main(int argc, char** argv) {
               fmt::format("sweep_cfg{}_rew{:.3g}", a_cfg, a_rew), a_rew, a_cfg, di::PseudoHuberScore(cfg.c), di::CfgInside(di::AlphaCfg(a_cfg)), cfg.k);
     } else if (sweep == "seeds") {
       // Run-to-run spread: the same four methods from the same init with three post-training seeds
-      // (run 0 is the main table's).
+      // (run 0 is the main table's), and DI*-in / DI++ at the other two reward scales, for the
+      // reward-versus-FD plot with error bars.
       for (uint64_t r : {0, 1, 2}) {
         const uint64_t off = 20 + 1000 * r;
         add(fmt::format("DI*-in, run {}", r), "PH + reward + CFG inside", fmt::format("seeds_di_star_in_r{}", r), ar, ac,
@@ -257,6 +274,13 @@ int main(int argc, char** argv) {
             di::PseudoHuberScore(cfg.c), di::NoGuidance{}, cfg.k, off);
         add(fmt::format("SIM, run {}", r), "PH + CFG inside", fmt::format("seeds_sim_r{}", r), 0.0, ac, di::PseudoHuberScore(cfg.c),
             di::CfgInside(di::AlphaCfg(ac)), cfg.k, off);
+        for (double a : {ar / 3, 3 * ar}) {
+          add(fmt::format("DI*-in, a_rew = {:.3g}, run {}", a, r), "PH + reward + CFG inside",
+              fmt::format("seeds_di_star_in_arew{:.3g}_r{}", a, r), a, ac, di::PseudoHuberScore(cfg.c), di::CfgInside(di::AlphaCfg(ac)), cfg.k,
+              off);
+          add(fmt::format("DI++, a_rew = {:.3g}, run {}", a, r), "KL + reward + CFG inside", fmt::format("seeds_di_plusplus_arew{:.3g}_r{}", a, r),
+              a, ac, di::KL(), di::CfgInside(di::AlphaCfg(ac)), cfg.k, off);
+        }
       }
     } else if (sweep == "K") {
       for (int64_t k : {1, 2, 4})
@@ -264,8 +288,8 @@ int main(int argc, char** argv) {
             di::CfgInside(di::AlphaCfg(ac)), k);
     }
     for (const auto& run : runs) {
-      const fs::path path = fs::path(cfg.out) / fmt::format("{}_steps{}_bs{}_c{}_lr{}_seed{}.pt", run.file, cfg.post_steps, cfg.batch, cfg.c,
-                                                            cfg.lr_gen, cfg.seed);
+      const fs::path path = fs::path(cfg.out) / fmt::format("{}_steps{}_bs{}_c{}_lr{}_seed{}{}.pt", run.file, cfg.post_steps, cfg.batch, cfg.c,
+                                                            cfg.lr_gen, cfg.seed, cfg.cache_tag);
       Metrics m{run.name, run.method};
       m.parameters = unet_params;
       m.alpha_rew = run.alpha_rew;
@@ -305,24 +329,46 @@ int main(int argc, char** argv) {
                          sweep == "none" ? "main table" : "sweep " + sweep, reward_acc, eval_acc, ref.test_diversity, seconds_since(t_start))
           << md;
     }
-    if (sweep == "none") {
-      std::vector<di::LineSeries> series;
+    if (sweep == "none" || sweep == "seeds") {
+      // Reward against FD across reward scales, one point per (family, alpha_rew): the mean over the
+      // runs there are (one in the main table, three in the seeds sweep) with +- one standard
+      // deviation as bars, each point labelled with its alpha_rew.
+      std::vector<di::ErrorBarSeries> series;
+      std::string spread = "\n## Mean and spread over runs\n\n| family | a_rew | runs | held-out acc | held-out log p | reward | FD | diversity |\n"
+                           "|---|---|---|---|---|---|---|---|\n";
       for (const std::string family : {"DI*-in", "DI++"}) {
-        di::LineSeries s;
-        s.label = family;
+        di::ErrorBarSeries s;
+        s.label = family + (sweep == "seeds" ? " (mean +- sd of 3 runs)" : "");
         s.rgb = family == "DI++" ? std::array<float, 3>{0.85f, 0.35f, 0.1f} : std::array<float, 3>{0.12f, 0.35f, 0.75f};
-        std::vector<const Metrics*> members;
+        std::map<double, std::vector<const Metrics*>> by_alpha;
         for (const auto& m : rows)
-          if (m.name.rfind(family, 0) == 0 && m.alpha_rew > 0 && m.alpha_cfg == ac) members.push_back(&m);
-        std::sort(members.begin(), members.end(), [](auto* a, auto* b) { return a->alpha_rew < b->alpha_rew; });
-        for (auto* m : members) {
-          s.x.push_back(m->fd);
-          s.y.push_back(m->reward);
+          if (m.name.rfind(family + ",", 0) == 0 || m.name == family) {
+            if (m.alpha_rew > 0 && m.alpha_cfg == ac) by_alpha[m.alpha_rew].push_back(&m);
+          }
+        for (const auto& [a, ms] : by_alpha) {
+          auto stat = [&](auto field) {
+            double mean = 0, sq = 0;
+            for (auto* m : ms) mean += field(*m);
+            mean /= double(ms.size());
+            for (auto* m : ms) sq += (field(*m) - mean) * (field(*m) - mean);
+            return std::make_pair(mean, ms.size() > 1 ? std::sqrt(sq / double(ms.size() - 1)) : 0.0);
+          };
+          const auto fd = stat([](const Metrics& m) { return m.fd; }), rew = stat([](const Metrics& m) { return m.reward; });
+          const auto acc = stat([](const Metrics& m) { return m.accuracy; }), lp = stat([](const Metrics& m) { return m.log_prob; });
+          const auto div = stat([](const Metrics& m) { return m.diversity; });
+          s.points.push_back({fd.first, rew.first, fd.second, rew.second, fmt::format("a_rew={:.3g}", a)});
+          spread += fmt::format("| {} | {:.3g} | {} | {:.3f} +- {:.3f} | {:.3f} +- {:.3f} | {:.3f} +- {:.3f} | {:.1f} +- {:.1f} | {:.2f} +- {:.2f} |\n",
+                                family, a, ms.size(), acc.first, acc.second, lp.first, lp.second, rew.first, rew.second, fd.first, fd.second,
+                                div.first, div.second);
         }
         series.push_back(s);
       }
-      di::write_line_png((fs::path(cfg.out) / "reward_vs_fd.png").string(), series,
-                         di::LinePlotOptions().title("reward-model score vs FD, a_rew = " + fmt::format("{:.3g}, {:.3g}, {:.3g}", ar / 3, ar, 3 * ar)));
+      di::write_errorbar_png((fs::path(cfg.out) / ("reward_vs_fd" + suffix + ".png")).string(), series,
+                             di::ErrorBarPlotOptions()
+                                 .title(fmt::format("reward vs FD across reward scales (a_cfg = {:.3g})", ac))
+                                 .x_title("FD to the test images, evaluator features (lower is better)")
+                                 .y_title("reward-model log p(c | x), mean over prompts (higher is better)"));
+      if (sweep == "seeds") std::ofstream(fs::path(cfg.out) / ("report" + suffix + ".md"), std::ios::app) << spread;
     }
     fmt::print("\n{}\nwrote {}/report{}.md, metrics{}.json, metrics{}.csv and PNGs in {:.0f} s\n", md, cfg.out, suffix, suffix, suffix,
                seconds_since(t_start));

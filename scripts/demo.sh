@@ -5,8 +5,15 @@
 # grids, plot and metrics go to out/fashion/; every stage is cached there, so a rerun resumes.
 # Extra arguments go to the program (try --help; --full for the longer preset). The smaller
 # 8-Gaussian demo with an exact teacher (docs/mixture_demo.md) is ./build/examples/02_mixture_di_star.
+# The CPU kernels are pinned (OpenBLAS Haswell, ATen AVX2, oneDNN off, one thread: --portable), so
+# the numbers are the same bits on any AVX2 machine with these packages (docs/results.md#reproducibility);
+# DIFFINSTRUCT_NATIVE_KERNELS=1 lets the libraries pick the CPU's own kernels instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
 bash scripts/build.sh --target 03_fashion_mnist --target 02_mixture_di_star --target 01_gaussian_exactness
-exec ./build/examples/03_fashion_mnist --out out/fashion "$@"
+if [ "${DIFFINSTRUCT_NATIVE_KERNELS:-0}" = 1 ]; then
+  exec ./build/examples/03_fashion_mnist --out out/fashion "$@"
+fi
+export OPENBLAS_CORETYPE=Haswell ATEN_CPU_CAPABILITY=avx2 OPENBLAS_NUM_THREADS=1
+exec ./build/examples/03_fashion_mnist --out out/fashion --portable --threads 1 "$@"

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Where does bit-determinism end? Runs a short Fashion-MNIST pipeline (examples/03_fashion_mnist,
 # small budgets, every stage) once per setting below, each from an empty folder, and compares every
-# metric of every row with the first run's, printing which settings change the numbers and by how
-# much. The settings vary what differs between two machines of one kind: the BLAS kernels OpenBLAS
-# picks for the CPU, oneDNN's instruction set, ATen's vectorised kernels, thread counts.
-#   bash scripts/repro_probe.sh [out_dir]        (about 1 minute per setting on 2 cores)
-# Needs the build (bash scripts/build.sh). Results: <out_dir>/probe.md (docs/reproducibility.md
-# quotes one).
+# metric of every row with a reference run, printing which settings change the numbers and by how
+# much. The settings vary what differs between two machines of one kind: the GEMM kernels OpenBLAS
+# picks for the CPU, oneDNN's instruction set, ATen's vectorised kernels, thread counts; then the
+# pinned settings of scripts/demo.sh.
+#   bash scripts/repro_probe.sh [out_dir]        (1.5 to 2 minutes per setting on 2 cores)
+# Needs the build (bash scripts/build.sh). Writes <out_dir>/probe.md (docs/results.md quotes it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out/repro_probe}
@@ -15,59 +15,74 @@ exe=build/examples/03_fashion_mnist
 mkdir -p "$out"
 args=(--train-subset 6000 --teacher-steps 300 --classifier-epochs 1 --distill-steps 40 --steps 40 --batch 16
       --eval-per-class 20 --teacher-scales 3)
+# label | index of the run to compare with | environment and flags
+pins="OPENBLAS_CORETYPE=Haswell ATEN_CPU_CAPABILITY=avx2 OPENBLAS_NUM_THREADS=1 --portable"
 settings=(
-  "baseline|"
-  "baseline, again|"
-  "2 intra-op threads|--threads 2"
-  "OpenBLAS 1 thread|OPENBLAS_NUM_THREADS=1"
-  "OpenBLAS Haswell kernels|OPENBLAS_CORETYPE=Haswell"
-  "OpenBLAS SkylakeX kernels|OPENBLAS_CORETYPE=SkylakeX"
-  "OpenBLAS Zen kernels|OPENBLAS_CORETYPE=Zen"
-  "oneDNN limited to AVX2|DNNL_MAX_CPU_ISA=AVX2"
-  "ATen kernels AVX512|ATEN_CPU_CAPABILITY=avx512"
-  "ATen kernels without AVX|ATEN_CPU_CAPABILITY=default"
+  "baseline (the CPU's own kernels)|0|"
+  "baseline, again|0|"
+  "2 intra-op threads|0|--threads 2"
+  "OpenBLAS 1 thread|0|OPENBLAS_NUM_THREADS=1"
+  "OpenBLAS Haswell kernels|0|OPENBLAS_CORETYPE=Haswell"
+  "OpenBLAS SkylakeX kernels|0|OPENBLAS_CORETYPE=SkylakeX"
+  "OpenBLAS Zen kernels|0|OPENBLAS_CORETYPE=Zen"
+  "oneDNN limited to AVX2|0|DNNL_MAX_CPU_ISA=AVX2"
+  "ATen kernels AVX512|0|ATEN_CPU_CAPABILITY=avx512"
+  "ATen kernels without AVX|0|ATEN_CPU_CAPABILITY=default"
+  "pinned (scripts/demo.sh's settings)|10|$pins"
+  "pinned, again|10|$pins"
+  "pinned, oneDNN allowed AVX512 (it is off)|10|$pins DNNL_MAX_CPU_ISA=AVX512_CORE"
+  "pinned against the baseline|0|$pins"
 )
+first=${DIFFINSTRUCT_PROBE_FIRST:-0}  # resume: skip runs already done
 i=0
 for s in "${settings[@]}"; do
   label=${s%%|*}
-  spec=${s#*|}
+  rest=${s#*|}
+  ref=${rest%%|*}
+  spec=${rest#*|}
   envs=() flags=()
   for w in $spec; do
     if [[ $w == --* ]] || [[ $w =~ ^[0-9]+$ ]]; then flags+=("$w"); else envs+=("$w"); fi
   done
   dir="$out/run$i"
-  rm -rf "$dir"
-  echo "[$i] $label: ${envs[*]:-} ${flags[*]:-}"
-  t0=$(date +%s)
-  env "${envs[@]}" "$exe" "${args[@]}" "${flags[@]}" --out "$dir" > "$dir.log" 2>&1 || { echo "run $i failed; see $dir.log" >&2; exit 1; }
+  if [ "$i" -ge "$first" ]; then
+    rm -rf "$dir"
+    echo "[$i] $label: ${envs[*]:-} ${flags[*]:-}"
+    t0=$(date +%s)
+    env "${envs[@]}" "$exe" "${args[@]}" "${flags[@]}" --out "$dir" > "$dir.log" 2>&1 || { echo "run $i failed; see $dir.log" >&2; exit 1; }
+    echo "$(( $(date +%s) - t0 ))" > "$dir.seconds"
+  fi
   echo "$label" > "$dir.label"
-  echo "    $(( $(date +%s) - t0 )) s"
+  echo "$ref" > "$dir.ref"
   i=$((i + 1))
 done
-python3 - "$out" "$i" <<'EOF'
-import json, sys, os, math
+python3 - "$out" "$i" <<'PY'
+import json, sys, os
 out, n = sys.argv[1], int(sys.argv[2])
 def rows(k):
     d = json.load(open(os.path.join(out, f"run{k}", "metrics.json")))
-    return {r["name"]: r for r in d["rows"]}, d.get("classifiers", {})
-base, base_clf = rows(0)
+    return {r["name"]: r for r in d["rows"]}
 fields = ["accuracy", "log_prob", "reward", "fd", "diversity"]
-lines = ["| setting | rows identical to run 0 | largest relative difference (field, row) | classifier accuracies |",
-         "|---|---|---|---|"]
+lines = ["| run | setting | compared with | rows bit-identical | largest relative difference (field, row) | seconds |",
+         "|---|---|---|---|---|---|"]
 for k in range(n):
-    r, clf = rows(k)
     label = open(os.path.join(out, f"run{k}.label")).read().strip()
+    ref = int(open(os.path.join(out, f"run{k}.ref")).read().strip())
+    secs = open(os.path.join(out, f"run{k}.seconds")).read().strip()
+    base, r = rows(ref), rows(k)
     same, worst = 0, (0.0, "", "")
     for model, row in base.items():
         other = r.get(model)
-        if other is None: continue
-        diffs = [(abs(other[f] - row[f]) / max(abs(row[f]), 1e-12), f) for f in fields if f in row and f in other]
-        if all(d == 0 for d, _ in diffs): same += 1
+        if other is None:
+            continue
+        diffs = [(abs(other[f] - row[f]) / max(abs(row[f]), 1e-12), f) for f in fields]
+        if all(d == 0 for d, _ in diffs):
+            same += 1
         for d, f in diffs:
-            if d > worst[0]: worst = (d, f, model)
-    w = "none (bit-identical)" if worst[0] == 0 else f"{worst[0]:.2e} ({worst[1]}, {worst[2]})"
-    acc = ", ".join(f"{k2} {v:.4f}" for k2, v in sorted(clf.items()) if isinstance(v, (int, float)))
-    lines.append(f"| {label} | {same}/{len(base)} | {w} | {acc} |")
+            if d > worst[0]:
+                worst = (d, f, model)
+    w = "none" if worst[0] == 0 else f"{worst[0]:.1e} ({worst[1]}, {worst[2]})"
+    lines.append(f"| {k} | {label} | run {ref} | {same}/{len(base)} | {w} | {secs} |")
 open(os.path.join(out, "probe.md"), "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
-EOF
+PY

@@ -36,6 +36,7 @@ struct Config {
   int64_t eval_per_class = 50;
   std::vector<double> teacher_scales{1.0, 3.0, 5.0};  // usual guidance scales s of the 50-step teacher
   uint64_t seed = 0;
+  std::string cache_tag;     // appended to every cached stage's name ("_portable" under --portable)
 };
 
 // ---- data -----------------------------------------------------------------------------------------
@@ -94,8 +95,8 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
 /// probability cond_drop (so that one network gives ε̂(x, c) and ε̂(x, ∅) for CFG). EMA weights are
 /// the teacher. Resumes from `<name>.partial` (model, EMA, optimizer, step).
 inline TinyUNet train_teacher(const Data& data, const Config& cfg, const di::CosineVPSchedule& schedule) {
-  const fs::path path = fs::path(cfg.out) / fmt::format("teacher_ch{}_steps{}_bs{}_n{}_seed{}.pt", cfg.ch, cfg.teacher_steps,
-                                                        cfg.teacher_batch, data.train_x.size(0), cfg.seed);
+  const fs::path path = fs::path(cfg.out) / fmt::format("teacher_ch{}_steps{}_bs{}_n{}_seed{}{}.pt", cfg.ch, cfg.teacher_steps,
+                                                        cfg.teacher_batch, data.train_x.size(0), cfg.seed, cfg.cache_tag);
   TinyUNet cached(cfg.ch);
   if (load_cached(cached, path)) {
     fmt::print("teacher: cached {}\n", path.string());
@@ -200,7 +201,7 @@ double train_classifier(Net& net, const Data& data, const Config& cfg, uint64_t 
 
 template <class Net>
 Net classifier_stage(const Data& data, const Config& cfg, const std::string& kind, uint64_t seed, double noise_aug, double& test_acc) {
-  const fs::path path = fs::path(cfg.out) / fmt::format("{}_epochs{}_n{}_seed{}.pt", kind, cfg.clf_epochs, data.train_x.size(0), seed);
+  const fs::path path = fs::path(cfg.out) / fmt::format("{}_epochs{}_n{}_seed{}{}.pt", kind, cfg.clf_epochs, data.train_x.size(0), seed, cfg.cache_tag);
   Net net;
   if (load_cached(net, path)) {
     test_acc = test_accuracy(net, data);

@@ -3,6 +3,7 @@
 #include <diffinstruct/eval/ddim_sampler.hpp>
 #include <diffinstruct/testing/gaussian_mixture.hpp>
 #include <diffinstruct/trainer/regression.hpp>
+#include <diffinstruct/util/errorbar_plot_png.hpp>
 #include <diffinstruct/util/line_plot_png.hpp>
 #include <diffinstruct/util/scatter_png.hpp>
 
@@ -98,6 +99,29 @@ TEST_CASE("scatter and line plots are real PNG files of the requested size", "[u
                     Catch::Contains("no finite points"));
   std::filesystem::remove(path);
   std::filesystem::remove(lines);
+}
+
+TEST_CASE("labelled scatter plots with error bars: bars drawn, axes titled, bad bars refused", "[util][png]") {
+  const auto path = tmp("errorbars.png");
+  di::ErrorBarSeries a{{{10, 1, 2, 0.5, "a_rew=0.333"}, {20, 2, 0, 0, "a_rew=1"}}, {1.0f, 0.0f, 0.0f}, "red"};
+  di::ErrorBarSeries b{{{15, 1.5, 0, 0.2, "a_rew=3"}}, {0.0f, 0.0f, 1.0f}, "blue"};
+  di::write_errorbar_png(path, {a, b}, di::ErrorBarPlotOptions().width(400).height(300).title("t").x_title("FD").y_title("reward"));
+  int w = 0, h = 0, ch = 0;
+  unsigned char* img = stbi_load(path.c_str(), &w, &h, &ch, 3);
+  REQUIRE(img != nullptr);
+  CHECK(w == 400);
+  CHECK(h == 300);
+  // The x error bar of the first point reaches x = 12: its right cap is red, in the point's row.
+  const int left = 64, right = 20, top = 46, bottom = 44, pw = w - left - right, ph = h - top - bottom;
+  const double x0 = 8 - 12 * 0.08, x1 = 20 + 12 * 0.08, y0 = 0.5 - 1.5 * 0.08, y1 = 2 + 1.5 * 0.08;
+  const int cap_x = int(left + (12 - x0) / (x1 - x0) * pw), row = int(top + (y1 - 1) / (y1 - y0) * ph);
+  const unsigned char* p = img + (row * w + cap_x) * 3;
+  CHECK(int(p[0]) > 200);
+  CHECK(int(p[2]) < 120);
+  stbi_image_free(img);
+  CHECK_THROWS_WITH(di::write_errorbar_png(path, {{{{1, 1, -1, 0, "bad"}}, {0, 0, 0}, "s"}}), Catch::Contains("expected finite values >= 0"));
+  CHECK_THROWS_WITH(di::write_errorbar_png(path, {{{{NAN, 1, 0, 0, "nan"}}, {0, 0, 0}, "s"}}), Catch::Contains("no finite points"));
+  std::filesystem::remove(path);
 }
 
 #include <diffinstruct/util/progress_bar.hpp>

@@ -61,8 +61,9 @@ inline void remove_stale_temporaries(const std::string& target) {
     const std::string rest = name.substr(prefix.size());
     const auto dash = rest.find('-');
     if (dash == std::string::npos) continue;
+    const std::string pid_text = rest.substr(0, dash);  // named: endp points into it (ASan found the temporary)
     char* endp = nullptr;
-    const long pid = std::strtol(rest.substr(0, dash).c_str(), &endp, 10);
+    const long pid = std::strtol(pid_text.c_str(), &endp, 10);
     if (!endp || *endp != '\0' || pid <= 0) continue;
     const bool alive = pid != ::getpid() && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
     if (!alive) fs::remove(it->path(), ec);
