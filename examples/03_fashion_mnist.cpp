@@ -95,10 +95,12 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"none", "c", "cfg-grid", "K", "seeds"}));
   app.add_option("--seed", cfg.seed, "random seed")->check(CLI::NonNegativeNumber);
   app.add_option("--threads", threads, "intra-op threads (0: every core)")->check(CLI::NonNegativeNumber);
-  bool portable = false;
-  app.add_flag("--portable", portable,
-               "pinned CPU kernels (oneDNN off; expects OPENBLAS_CORETYPE=Haswell ATEN_CPU_CAPABILITY=avx2 in the environment, as "
-               "scripts/demo.sh sets): the same numbers on any AVX2 CPU");
+  std::string kernels = "native";
+  app.add_option("--kernels", kernels,
+                 "native: the CPU's own kernels (fastest); pinned: the kernels scripts/demo.sh pins through the environment "
+                 "(OPENBLAS_CORETYPE=Haswell ATEN_CPU_CAPABILITY=avx2 DNNL_MAX_CPU_ISA=AVX2), one thread; portable: pinned, and "
+                 "oneDNN off (about 2x slower)")
+      ->check(CLI::IsMember({"native", "pinned", "portable"}));
   CLI11_PARSE(app, argc, argv);
   if (cfg.ch % 8 != 0) {
     fmt::print(stderr, "error: --channels must be a multiple of 8 (GroupNorm with 8 groups), got {}\n", cfg.ch);
@@ -112,14 +114,15 @@ int main(int argc, char** argv) {
     cfg.post_steps = std::max<int64_t>(cfg.post_steps, 1000);
     cfg.eval_per_class = std::max<int64_t>(cfg.eval_per_class, 200);
   }
-  if (portable) {
+  if (kernels != "native") {
     if (threads != 1) {
-      fmt::print(stderr, "error: --portable needs --threads 1 (more threads reorder reductions), got {}\n", threads);
+      fmt::print(stderr, "error: --kernels {} needs --threads 1 (more threads reorder reductions), got {}\n", kernels, threads);
       return 2;
     }
-    for (const auto& pin : di::use_portable_cpu_math())
-      fmt::print(stderr, "warning: --portable without {} in the environment: results may differ on another CPU\n", pin);
-    cfg.cache_tag = "_portable";  // never mixed with stages computed with the CPU's own kernels
+    for (const auto& pin : di::missing_cpu_pins())
+      fmt::print(stderr, "warning: --kernels {} without {} in the environment: results may differ on another CPU\n", kernels, pin);
+    if (kernels == "portable") di::disable_onednn();
+    cfg.cache_tag = "_" + kernels;  // never mixed with stages computed with other kernels
   }
   threads = di::use_threads(threads);
   std::error_code ec;
@@ -170,7 +173,7 @@ int main(int argc, char** argv) {
                         {"distill_steps", cfg.distill_steps}, {"post_steps", cfg.post_steps}, {"batch", cfg.batch}, {"K", cfg.k},
                         {"alpha_cfg", cfg.alpha_cfg}, {"alpha_rew", cfg.alpha_rew}, {"c", cfg.c}, {"lr_gen", cfg.lr_gen},
                         {"lr_asst", cfg.lr_asst}, {"t_star", cfg.t_star}, {"eval_per_class", cfg.eval_per_class}, {"seed", cfg.seed},
-                        {"threads", threads}, {"train_images", data.train_x.size(0)}, {"sweep", sweep}, {"portable", portable}};
+                        {"threads", threads}, {"train_images", data.train_x.size(0)}, {"sweep", sweep}, {"kernels", kernels}};
     report["classifiers"] = {{"reward_model_test_accuracy", reward_acc}, {"evaluator_test_accuracy", eval_acc},
                              {"test_split_diversity", ref.test_diversity}};
 

@@ -124,8 +124,27 @@ TEST_CASE("labelled scatter plots with error bars: bars drawn, axes titled, bad 
   std::filesystem::remove(path);
 }
 
+#include <diffinstruct/util/portable_math.hpp>
 #include <diffinstruct/util/progress_bar.hpp>
 #include <diffinstruct/util/threads.hpp>
+
+TEST_CASE("missing_cpu_pins names exactly the kernel pins the environment lacks", "[util][reproducibility]") {
+  std::vector<std::pair<std::string, std::string>> saved;
+  for (const auto& [name, value] : di::pinned_cpu_environment()) {
+    const char* v = std::getenv(name.c_str());
+    saved.emplace_back(name, v ? v : "");
+    ::unsetenv(name.c_str());
+  }
+  CHECK(di::missing_cpu_pins() == std::vector<std::string>{"OPENBLAS_CORETYPE=Haswell", "ATEN_CPU_CAPABILITY=avx2", "DNNL_MAX_CPU_ISA=AVX2"});
+  ::setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+  ::setenv("ATEN_CPU_CAPABILITY", "avx512", 1);  // set, but to something else: still missing
+  ::setenv("DNNL_MAX_CPU_ISA", "AVX2", 1);
+  CHECK(di::missing_cpu_pins() == std::vector<std::string>{"ATEN_CPU_CAPABILITY=avx2"});
+  for (const auto& [name, value] : saved) {
+    if (value.empty()) ::unsetenv(name.c_str());
+    else ::setenv(name.c_str(), value.c_str(), 1);
+  }
+}
 
 #include <fstream>
 #include <sstream>

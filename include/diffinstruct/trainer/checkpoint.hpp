@@ -155,7 +155,10 @@ std::vector<std::pair<std::string, std::string>> DiStarTrainer<G, T, A, C, D, Gd
 
 template <class G, class T, class A, class C, class D, class Gd, class R, class S>
 void DiStarTrainer<G, T, A, C, D, Gd, R, S>::save(const std::string& path) {
-  const std::string key = "diffinstruct/save/" + std::to_string(++saves_);
+  // Named by step and path (and a count for repeats), so that a save called on rank 0 alone does not
+  // shift which report the other ranks wait for at the next save.
+  const std::string base = "diffinstruct/save/" + std::to_string(step_) + "/" + path;
+  const std::string key = base + "/" + std::to_string(saves_[base]++);
   if (dp_ && dp_->rank() != 0) {
     // Rank 0 writes; its outcome reaches every rank, however long the write takes.
     const std::string status = dp_->await_status(key);

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <unordered_map>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -604,7 +605,7 @@ class DiStarTrainer {
   int64_t non_finite_total_ = 0;
   int64_t skips_in_row_[2] = {0, 0};  // dropped updates in a row, per Phase
   bool graph_checked_[2] = {false, false};
-  int64_t saves_ = 0;  // numbers each save, so that data-parallel ranks agree on which one they report
+  std::map<std::string, int64_t> saves_;  // saves per (step, path): data-parallel ranks agree on which report is which
 };
 
 } // namespace diffinstruct

@@ -1,39 +1,45 @@
 #pragma once
-/// \file Pinning the CPU kernels a program's arithmetic runs through, so that its results are the
-/// same bits on any x86-64 CPU with AVX2 and FMA, given the same packages.
+/// \file Pinning the CPU kernels a program's arithmetic runs through, so that its results do not
+/// depend on which x86-64 CPU it runs on (given the same packages).
 ///
 /// Without pins, three libraries choose kernels by the CPU they find, and each choice changes the
 /// last bits of a result (measured: scripts/repro_probe.sh, docs/results.md#reproducibility):
-///   * OpenBLAS picks GEMM kernels per CPU model (`OPENBLAS_CORETYPE` pins them; Haswell runs on
-///     every AVX2 CPU);
-///   * ATen picks vectorised kernels by instruction set (`ATEN_CPU_CAPABILITY=avx2` pins them);
-///   * oneDNN (LibTorch's convolutions) picks kernels, and blockings, by instruction set and cache
-///     sizes: use_portable_cpu_math() switches it off, so convolutions go through im2col and the
-///     pinned GEMM;
-///   * and intra-op threads change the order of reductions: use one.
-/// The first two are read when the libraries load, so only the environment of the process can set
-/// them (scripts/demo.sh does); this function reports which are missing.
+///   * OpenBLAS picks GEMM kernels per CPU model: `OPENBLAS_CORETYPE=Haswell` pins them (they run
+///     on every AVX2 CPU);
+///   * ATen picks vectorised kernels by instruction set: `ATEN_CPU_CAPABILITY=avx2` pins them;
+///   * oneDNN (LibTorch's convolutions) JIT-compiles kernels for the instruction set it finds:
+///     `DNNL_MAX_CPU_ISA=AVX2` pins the set; disable_onednn() removes it altogether (convolutions go
+///     through im2col and the pinned GEMM: slower, and nothing is left that could look at the CPU);
+///   * intra-op threads change the order of reductions: use one.
+/// The environment variables are read when the libraries load or first dispatch, so only the
+/// process's environment can set them (scripts/demo.sh does); missing_cpu_pins() says which are
+/// missing.
 
 #include <ATen/Context.h>
 
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace diffinstruct {
 
-/// Switches oneDNN off for this process and returns the pins the environment lacks (as
-/// "NAME=value" to set), empty when everything is pinned.
-inline std::vector<std::string> use_portable_cpu_math() {
-  at::globalContext().setUserEnabledMkldnn(false);
+/// The environment a run with pinned CPU kernels needs, as (name, value).
+inline std::vector<std::pair<std::string, std::string>> pinned_cpu_environment() {
+  return {{"OPENBLAS_CORETYPE", "Haswell"}, {"ATEN_CPU_CAPABILITY", "avx2"}, {"DNNL_MAX_CPU_ISA", "AVX2"}};
+}
+
+/// The pins this process's environment lacks, as "NAME=value"; empty when all are set.
+inline std::vector<std::string> missing_cpu_pins() {
   std::vector<std::string> missing;
-  auto want = [&](const char* name, const char* value) {
-    const char* v = std::getenv(name);
-    if (!v || std::string(v) != value) missing.push_back(std::string(name) + "=" + value);
-  };
-  want("OPENBLAS_CORETYPE", "Haswell");
-  want("ATEN_CPU_CAPABILITY", "avx2");
+  for (const auto& [name, value] : pinned_cpu_environment()) {
+    const char* v = std::getenv(name.c_str());
+    if (!v || value != v) missing.push_back(name + "=" + value);
+  }
   return missing;
 }
+
+/// Switches oneDNN off for this process (LibTorch then uses its own convolution kernels).
+inline void disable_onednn() { at::globalContext().setUserEnabledMkldnn(false); }
 
 } // namespace diffinstruct
