@@ -8,7 +8,7 @@ default_dir=build
 [ "$sanitize" = 1 ] && default_dir=build-sanitize
 build_dir=${DIFFINSTRUCT_BUILD_DIR:-$default_dir}
 build_type=Release
-[ "$sanitize" = 1 ] && build_type=RelWithDebInfo
+[ "$sanitize" = 1 ] && build_type=Sanitize  # -O1 -g1 (CMakeLists.txt)
 cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" \
   -DDIFFINSTRUCT_BUILD_TESTS=ON -DDIFFINSTRUCT_BUILD_EXAMPLES=ON -DDIFFINSTRUCT_ENABLE_CUDA=ON \
   -DDIFFINSTRUCT_SANITIZE=$([ "$sanitize" = 1 ] && echo ON || echo OFF) >/dev/null

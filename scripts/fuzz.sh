@@ -28,12 +28,13 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export OMP_NUM_THREADS=1
 status=0
 for t in $targets; do
-  work="$build/corpus/$t" findings="$build/findings/$t"
-  rm -rf "$work" "$findings"
-  mkdir -p "$work" "$findings"
+  work="$build/corpus/$t" findings="$build/findings/$t" scratch="$build/scratch/$t"
+  rm -rf "$work" "$findings" "$scratch"
+  mkdir -p "$work" "$findings" "$scratch"
   cp tests/fuzz/corpus/"$t"/* "$work"/
   echo "diffinstruct: fuzzing the $t reader for ${seconds} s"
-  if ! DIFFINSTRUCT_FUZZ_TARGET=$t "$exe" "$work" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+  # TMPDIR: the target writes each input to a file there; keep those out of /tmp.
+  if ! TMPDIR="$scratch" DIFFINSTRUCT_FUZZ_TARGET=$t "$exe" "$work" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
        -seed=1 -print_final_stats=1 -artifact_prefix="$findings/" > "$build/fuzz_$t.log" 2>&1; then
     echo "diffinstruct: FUZZING FOUND A PROBLEM in the $t reader; input in $findings/:" >&2
     tail -40 "$build/fuzz_$t.log" >&2
