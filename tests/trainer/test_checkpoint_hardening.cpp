@@ -192,7 +192,7 @@ TEST_CASE("#13 a damaged TorchScript file is an error naming the file", "[checkp
                        << " loaded (the flipped byte was one nobody reads)");
   CHECK(clear + loaded == trials);
   // A flip inside any stored record's bytes (the weight among them) fails its CRC-32: LibTorch alone
-  // loads it silently. (LibTorch 2.x deflates the code records; deflate has its own integrity.)
+  // loads it silently. (Deflated records, the debug records and in 2.x the code records, are only size-checked.)
   const auto records = di::io::verify_zip_archive(good.string());
   int checked = 0;
   for (const auto& r : records) {
@@ -205,6 +205,18 @@ TEST_CASE("#13 a damaged TorchScript file is an error naming the file", "[checkp
     ++checked;
   }
   CHECK(checked >= 3);
+  // Found by fuzzing: an end-of-central-directory record that disagrees with the zip64 one (here it
+  // claims 0 records, or records on another disk) passed the check with nothing verified, and
+  // LibTorch, believing the zip64 record, then read records whose CRCs nobody checked.
+  const size_t eocd = bytes.rfind(std::string("PK\x05\x06", 4));
+  REQUIRE(eocd != std::string::npos);
+  for (const size_t field : {size_t{4}, size_t{6}, size_t{8}, size_t{10}}) {
+    std::string lying = bytes;
+    lying[eocd + field] = static_cast<char>(lying[eocd + field] ^ 0x01);
+    write_all(bad, lying);
+    CHECK_THROWS_WITH(di::load_torchscript(bad.string(), di::ModelRole::kGenerator),
+                      Catch::Contains("script_bad.pt") && Catch::Contains("corrupt or truncated"));
+  }
 }
 
 TEST_CASE("#14 loading puts every tensor on the live model's dtype and device", "[checkpoint][hardening][device]") {

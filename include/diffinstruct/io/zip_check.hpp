@@ -3,7 +3,7 @@
 /// end-of-central-directory record (zip64 too), every central-directory entry and its local header
 /// inside the file and consistent with each other, and every stored (uncompressed) record's bytes
 /// against the CRC-32 the writer stored, which LibTorch's reader does not check. PyTorch stores
-/// tensor data uncompressed (1.13 stores everything so; 2.x deflates the code records): a
+/// tensor data uncompressed (1.13 deflates the debug records, 2.x the code records too): a
 /// deflated record's sizes are checked (no more than deflate's 1032-fold expansion), not its CRC,
 /// which would need an inflater. So a damaged file is an error naming it, and no size read from the
 /// archive can make LibTorch allocate far more than the file holds.
@@ -74,15 +74,31 @@ inline std::vector<ZipRecord> verify_zip_archive(const std::string& path, const 
   const unsigned char* e = &tail[static_cast<size_t>(eocd)];
   const uint64_t eocd_pos = size - tail_len + static_cast<uint64_t>(eocd);
   uint64_t entries = detail::le(e + 10, 2), cd_size = detail::le(e + 12, 4), cd_offset = detail::le(e + 16, 4);
-  if (entries == 0xFFFF || cd_size == 0xFFFFFFFFu || cd_offset == 0xFFFFFFFFu) {  // zip64
-    if (eocd_pos < 20) bad("it lacks the zip64 locator its directory needs");
+  // One disk only, and the counts agree: readers differ in which copy of a count they believe
+  // (found by fuzzing: an EOCD claiming 0 records while the zip64 record claims 6 passed this check
+  // empty and LibTorch then read the unchecked records).
+  if (detail::le(e + 4, 2) != 0 || detail::le(e + 6, 2) != 0 || detail::le(e + 8, 2) != entries)
+    bad("its end-of-central-directory record describes a multi-disk archive or disagrees with itself");
+  const bool has_zip64 = eocd_pos >= 20 && detail::le(read(eocd_pos - 20, 4, "the zip64 locator").data(), 4) == 0x07064b50u;
+  if (has_zip64) {
     const auto loc = read(eocd_pos - 20, 20, "the zip64 locator");
-    if (detail::le(loc.data(), 4) != 0x07064b50u) bad("its zip64 locator is missing");
     const auto z = read(detail::le(&loc[8], 8), 56, "the zip64 end of central directory");
     if (detail::le(z.data(), 4) != 0x06064b50u) bad("its zip64 end of central directory is missing");
-    entries = detail::le(&z[32], 8);
-    cd_size = detail::le(&z[40], 8);
-    cd_offset = detail::le(&z[48], 8);
+    const uint64_t z_entries = detail::le(&z[32], 8), z_size = detail::le(&z[40], 8), z_offset = detail::le(&z[48], 8);
+    if (detail::le(&z[16], 4) != 0 || detail::le(&z[20], 4) != 0 || detail::le(&z[24], 8) != z_entries)
+      bad("its zip64 end of central directory describes a multi-disk archive or disagrees with itself");
+    // A field the EOCD saturates is taken from the zip64 record; one it holds must agree with it.
+    auto merge = [&](uint64_t& field, uint64_t saturated, uint64_t z_value, const char* what_field) {
+      if (field != saturated && field != z_value)
+        bad(std::string("its two end-of-central-directory records disagree on the ") + what_field + " (" + std::to_string(field) + " vs " +
+            std::to_string(z_value) + ")");
+      field = z_value;
+    };
+    merge(entries, 0xFFFF, z_entries, "number of records");
+    merge(cd_size, 0xFFFFFFFFu, z_size, "directory size");
+    merge(cd_offset, 0xFFFFFFFFu, z_offset, "directory offset");
+  } else if (entries == 0xFFFF || cd_size == 0xFFFFFFFFu || cd_offset == 0xFFFFFFFFu) {
+    bad("it lacks the zip64 locator its directory needs");
   }
   if (entries > size / 46) bad("it claims " + std::to_string(entries) + " records, more than its size can hold");
   const auto cd = read(cd_offset, cd_size, "the central directory");
@@ -148,6 +164,9 @@ inline std::vector<ZipRecord> verify_zip_archive(const std::string& path, const 
     records.push_back(std::move(r));
     pos += 46 + name_len + extra_len + comment_len;
   }
+  if (pos != cd.size())
+    bad("its central directory holds " + std::to_string(cd.size()) + " bytes but its " + std::to_string(entries) + " records fill " +
+        std::to_string(pos));
   return records;
 }
 
