@@ -60,8 +60,9 @@ inline std::vector<ZipRecord> verify_zip_archive(const std::string& path, const 
     detail::pread_exact(fd.get(), buf.data(), n, offset, path, which);
     return buf;
   };
-  // End of central directory: the last 22 bytes, or further back by a comment of up to 65535 bytes.
-  const uint64_t tail_len = std::min<uint64_t>(size, 22 + 65535);
+  // End of central directory: the last 22 bytes, or further back by a comment of up to 65535 bytes;
+  // read with the 20 bytes before it, where a zip64 locator would be.
+  const uint64_t tail_len = std::min<uint64_t>(size, 20 + 22 + 65535);
   const auto tail = read(size - tail_len, tail_len, "the end of central directory");
   int64_t eocd = -1;
   for (int64_t i = static_cast<int64_t>(tail_len) - 22; i >= 0; --i) {
@@ -72,17 +73,15 @@ inline std::vector<ZipRecord> verify_zip_archive(const std::string& path, const 
   }
   if (eocd < 0) bad("it has no end-of-central-directory record (not a zip archive, or cut short)");
   const unsigned char* e = &tail[static_cast<size_t>(eocd)];
-  const uint64_t eocd_pos = size - tail_len + static_cast<uint64_t>(eocd);
   uint64_t entries = detail::le(e + 10, 2), cd_size = detail::le(e + 12, 4), cd_offset = detail::le(e + 16, 4);
   // One disk only, and the counts agree: readers differ in which copy of a count they believe
   // (found by fuzzing: an EOCD claiming 0 records while the zip64 record claims 6 passed this check
   // empty and LibTorch then read the unchecked records).
   if (detail::le(e + 4, 2) != 0 || detail::le(e + 6, 2) != 0 || detail::le(e + 8, 2) != entries)
     bad("its end-of-central-directory record describes a multi-disk archive or disagrees with itself");
-  const bool has_zip64 = eocd_pos >= 20 && detail::le(read(eocd_pos - 20, 4, "the zip64 locator").data(), 4) == 0x07064b50u;
-  if (has_zip64) {
-    const auto loc = read(eocd_pos - 20, 20, "the zip64 locator");
-    const auto z = read(detail::le(&loc[8], 8), 56, "the zip64 end of central directory");
+  const unsigned char* loc = eocd >= 20 ? e - 20 : nullptr;
+  if (loc && detail::le(loc, 4) == 0x07064b50u) {
+    const auto z = read(detail::le(loc + 8, 8), 56, "the zip64 end of central directory");
     if (detail::le(z.data(), 4) != 0x06064b50u) bad("its zip64 end of central directory is missing");
     const uint64_t z_entries = detail::le(&z[32], 8), z_size = detail::le(&z[40], 8), z_offset = detail::le(&z[48], 8);
     if (detail::le(&z[16], 4) != 0 || detail::le(&z[20], 4) != 0 || detail::le(&z[24], 8) != z_entries)
