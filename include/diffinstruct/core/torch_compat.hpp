@@ -7,10 +7,12 @@
 /// | key of `torch::optim::Optimizer::state()` | the TensorImpl's address printed as a string | the `TensorImpl*` itself |
 /// | `c10::Allocator::allocate` | `const` | not `const` (counting_allocator.hpp defines both) |
 /// | `c10::Allocator::copy_data` | absent | pure virtual |
+/// | `at::scaled_dot_product_attention` | absent (composed from matmul and softmax here) | present (fused kernels) |
 
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <cmath>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -32,6 +34,23 @@ Key optimizer_state_key(const torch::Tensor& p) {
   } else {
     return p.unsafeGetTensorImpl();
   }
+}
+
+/// softmax(q kᵀ / √d) v over the last two dimensions ([..., L, d] × [..., S, d] -> [..., L, d]).
+/// LibTorch 2.x has it as one op with fused CPU/CUDA kernels, which accumulate reduced precision in
+/// float32 themselves (diffusers calls the same op); 1.13 has not, so it is composed there, with
+/// the scores and softmax in float32 when `upcast` (diffusers' `upcast_softmax`/`upcast_attention`).
+inline torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                                  bool upcast = false) {
+#if TORCH_VERSION_MAJOR >= 2
+  (void)upcast;
+  return at::scaled_dot_product_attention(q, k, v);
+#else
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  const auto compute = upcast && q.scalar_type() != torch::kDouble ? torch::kFloat : q.scalar_type();
+  auto scores = torch::matmul(q.to(compute), k.to(compute).transpose(-1, -2)) * scale;
+  return torch::matmul(scores.softmax(-1).to(v.scalar_type()), v);
+#endif
 }
 
 } // namespace compat

@@ -1,0 +1,121 @@
+#pragma once
+/// \file diffusers folders in and out: `load_unet` / `load_vae` read `config.json` and the weights
+/// (`diffusion_pytorch_model[.variant].safetensors`, or its sharded `.safetensors.index.json`) into a
+/// model built straight on the target device and dtype; `save_pretrained` writes a folder that
+/// diffusers' `from_pretrained` loads.
+///
+/// Strict loading (the default) builds the model without initialising it (the checkpoint overwrites
+/// every parameter, and a mismatch is refused before anything is copied); non-strict loading
+/// initialises it randomly first, so a parameter the checkpoint lacks is random, never garbage.
+///
+/// Example:
+///   io::LoadReport report;
+///   auto unet = models::load_unet("sdxl/unet", models::PretrainedOptions().dtype(torch::kBFloat16).device(torch::kCUDA), &report);
+///   ... train ...
+///   models::save_pretrained(unet, "out/unet", torch::kHalf);
+
+#include <diffinstruct/io/module_state.hpp>
+#include <diffinstruct/models/autoencoder_kl.hpp>
+#include <diffinstruct/models/unet2d_condition.hpp>
+
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+namespace diffinstruct {
+namespace models {
+
+struct PretrainedOptions {
+  TORCH_ARG(c10::ScalarType, dtype) = torch::kFloat;
+  TORCH_ARG(torch::Device, device) = torch::kCPU;
+  TORCH_ARG(bool, strict) = true;
+  /// diffusers' weight variant: "fp16" reads diffusion_pytorch_model.fp16.safetensors.
+  TORCH_ARG(std::string, variant) = "";
+};
+
+/// The weights file of a diffusers model folder: the single file if present, else the index.
+inline std::string diffusers_weights_path(const std::string& dir, const std::string& variant = "") {
+  namespace fs = std::filesystem;
+  const std::string stem = "diffusion_pytorch_model" + (variant.empty() ? std::string() : "." + variant);
+  const fs::path single = fs::path(dir) / (stem + ".safetensors");
+  const fs::path index = fs::path(dir) / (stem + ".safetensors.index.json");
+  if (fs::exists(single)) return single.string();
+  if (fs::exists(index)) return index.string();
+  const bool has_bin = fs::exists(fs::path(dir) / (stem + ".bin"));
+  TORCH_CHECK(false, "diffinstruct::models: '", dir, "' has neither ", single.filename().string(), " nor ", index.filename().string(),
+              has_bin ? " (it has a pickled .bin, which is not read: convert it to safetensors with diffusers' save_pretrained)" : "");
+}
+
+namespace detail {
+
+inline BuildOptions build_options_for(const PretrainedOptions& o) {
+  return BuildOptions().dtype(o.dtype()).device(o.device()).init(o.strict() ? Init::kEmpty : Init::kRandom);
+}
+
+/// diffusers before 0.14 named the VAE's attention query/key/value/proj_attn; its loader renames
+/// them, and so does this one.
+inline std::string rename_deprecated_vae_attention(const std::string& name) {
+  static const std::pair<const char*, const char*> table[] = {
+      {".query.", ".to_q."}, {".key.", ".to_k."}, {".value.", ".to_v."}, {".proj_attn.", ".to_out.0."}};
+  for (const auto& [from, to] : table) {
+    const auto at = name.find(from);
+    if (at != std::string::npos && name.find("attentions.") != std::string::npos)
+      return name.substr(0, at) + to + name.substr(at + std::strlen(from));
+  }
+  return name;
+}
+
+} // namespace detail
+
+/// A diffusers UNet2DConditionModel folder (config.json + weights) -> the model, in eval mode.
+inline UNet2DConditionModel load_unet(const std::string& dir, const PretrainedOptions& o = {}, io::LoadReport* report = nullptr) {
+  const auto config = UNet2DConditionConfig::from_file((std::filesystem::path(dir) / "config.json").string());
+  UNet2DConditionModel unet(config, detail::build_options_for(o));
+  const auto r = io::load_safetensors(*unet, diffusers_weights_path(dir, o.variant()), io::LoadOptions().strict(o.strict()));
+  if (report) *report = r;
+  unet->eval();
+  return unet;
+}
+
+/// A diffusers AutoencoderKL folder -> the model, in eval mode; VaeParts::kDecoderOnly skips the
+/// encoder's weights (a reward needs only the decoder).
+inline AutoencoderKL load_vae(const std::string& dir, const PretrainedOptions& o = {}, VaeParts parts = VaeParts::kBoth,
+                              io::LoadReport* report = nullptr) {
+  const auto config = AutoencoderKLConfig::from_file((std::filesystem::path(dir) / "config.json").string());
+  AutoencoderKL vae(config, detail::build_options_for(o), parts);
+  io::SafetensorsCheckpoint ckpt(diffusers_weights_path(dir, o.variant()));
+  const bool decoder_only = parts == VaeParts::kDecoderOnly;
+  // Decoder only: the encoder's tensors in the file are expected, not unexpected.
+  auto r = io::load_safetensors(*vae, ckpt, io::LoadOptions().strict(false).rename(detail::rename_deprecated_vae_attention), "'" + dir + "'");
+  std::vector<std::string> unexpected;
+  for (const auto& n : r.unexpected)
+    if (!(decoder_only && (n.rfind("encoder.", 0) == 0 || n.rfind("quant_conv.", 0) == 0))) unexpected.push_back(n);
+  r.unexpected = unexpected;
+  TORCH_CHECK(!o.strict() || r.clean(), "diffinstruct::models::load_vae: '", dir, "' does not match the VAE its config describes: ", r.summary());
+  if (report) *report = r;
+  vae->eval();
+  return vae;
+}
+
+/// Writes `config.json` and `diffusion_pytorch_model.safetensors` (floating-point tensors as
+/// `dtype`), each atomically, into `dir` (created if missing): a folder diffusers' `from_pretrained`
+/// and load_unet read.
+inline void save_pretrained(const UNet2DConditionModel& unet, const std::string& dir, c10::optional<c10::ScalarType> dtype = c10::nullopt,
+                            uint64_t max_shard_bytes = 0) {
+  std::filesystem::create_directories(dir);
+  io::SaveOptions so;
+  so.dtype = dtype;
+  so.max_shard_bytes = max_shard_bytes;
+  io::save_safetensors(*unet, (std::filesystem::path(dir) / "diffusion_pytorch_model.safetensors").string(), so);
+  io::write_text_file_atomically((std::filesystem::path(dir) / "config.json").string(), unet->config().to_json(), "the UNet config");
+}
+
+/// The number of parameter elements of a module (on any device, kMeta included).
+inline int64_t count_parameters(const torch::nn::Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters(true)) n += p.numel();
+  return n;
+}
+
+} // namespace models
+} // namespace diffinstruct

@@ -1,0 +1,55 @@
+"""Checks what the C++ side wrote against diffusers (run by run_parity.sh after model_parity).
+
+    python check_outputs.py FIXTURE_DIR EXPORT_DIR RUN_DIR
+
+1. Every exported UNet folder (EXPORT_DIR/unet_*) loads with diffusers' from_pretrained and, in
+   float32, reproduces the output C++ computed from the same folder (cpp_output.safetensors).
+2. di_run_model's outputs (RUN_DIR/<model>.safetensors) match diffusers' recorded outputs.
+Tolerance: 1e-5 relative (‖a − b‖₂ / ‖b‖₂). Prints one table row per check; exits 1 on a miss.
+"""
+import os
+import sys
+
+import torch
+from diffusers import UNet2DConditionModel
+from safetensors.torch import load_file
+
+TOL = 1e-5
+
+
+def rel(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+def main():
+    fixtures, exports, runs = sys.argv[1:4]
+    torch.set_num_threads(1)
+    failed = False
+    rows = []
+    for name in sorted(os.listdir(exports)):
+        folder = os.path.join(exports, name)
+        if not name.startswith("unet_") or not os.path.exists(os.path.join(folder, "cpp_output.safetensors")):
+            continue
+        model = UNet2DConditionModel.from_pretrained(folder, torch_dtype=torch.float32, low_cpu_mem_usage=False).eval()
+        rec = load_file(os.path.join(folder, "cpp_output.safetensors"))
+        with torch.no_grad():
+            out = model(rec["input.sample"], rec["input.timestep"], rec["input.encoder_hidden_states"]).sample
+        rows.append((f"export {name} -> diffusers from_pretrained", rel(rec["sample"], out)))
+    for model_name in ("sd15", "sdxl", "vae"):
+        path = os.path.join(runs, model_name + ".safetensors")
+        expected = load_file(os.path.join(fixtures, model_name, "expected.safetensors"))
+        key = "out.decoded" if model_name == "vae" else "out.sample"
+        rows.append((f"di_run_model --kind {'vae-decoder' if model_name == 'vae' else 'unet'} ({model_name})",
+                     rel(load_file(path)["sample"], expected[key])))
+    for what, err in rows:
+        ok = err <= TOL
+        failed |= not ok
+        print(f"| {what} | {err:.2e} | {'ok' if ok else 'FAIL'} |")
+    if len(rows) < 7:
+        print(f"check_outputs: expected 7 checks, ran {len(rows)}")
+        failed = True
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
