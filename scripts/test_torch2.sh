@@ -3,7 +3,8 @@
 # next to Debian's 1.13 that scripts/test.sh uses. The wheel's version is pinned here, in one place.
 #   DIFFINSTRUCT_TORCH2_VERSION   wheel version (default below)
 #   DIFFINSTRUCT_TORCH2_VENV      where the wheel is installed (default .torch2-venv, git-ignored)
-# LibTorch 2.15 requires C++20; the library itself is C++17 and compiles as either.
+# The Python oracles of the parity tests (diffusers, safetensors: tests/python_oracles.txt) go into the
+# same venv. LibTorch 2.15 requires C++20; the library itself is C++17 and compiles as either.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=${DIFFINSTRUCT_TORCH2_VERSION:-2.15.0}
@@ -18,6 +19,9 @@ if ! "$venv/bin/python" -c "import torch, sys; sys.exit(not torch.__version__.st
   fi
   "$venv/bin/pip" install -q "torch==$version"
 fi
+# The Python oracles the parity tests compare against (pinned in tests/python_oracles.txt).
+echo "diffinstruct: the test oracles of tests/python_oracles.txt into $venv"
+"$venv/bin/pip" install -q -r tests/python_oracles.txt
 torch_dir=$("$venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
 site=$(dirname "$torch_dir")
 echo "diffinstruct: LibTorch $("$venv/bin/python" -c 'import torch; print(torch.__version__)') at $torch_dir"
@@ -30,7 +34,7 @@ export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 cmake -S . -B build-torch2 -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_STANDARD=20 -DCMAKE_CUDA_STANDARD=17 \
   -DCMAKE_PREFIX_PATH="$torch_dir/share/cmake" -DTorch_DIR="$torch_dir/share/cmake/Torch" \
   -DCMAKE_EXE_LINKER_FLAGS="$link_flags" \
-  -DDIFFINSTRUCT_BUILD_TESTS=ON -DDIFFINSTRUCT_BUILD_EXAMPLES=ON -DDIFFINSTRUCT_ENABLE_CUDA=ON >/dev/null
+  -DDIFFINSTRUCT_ORACLE_PYTHON="$(cd "$venv" && pwd)/bin/python" -DDIFFINSTRUCT_BUILD_TESTS=ON -DDIFFINSTRUCT_BUILD_EXAMPLES=ON -DDIFFINSTRUCT_ENABLE_CUDA=ON >/dev/null
 cmake --build build-torch2 -j"$(nproc)"
 cd build-torch2
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}

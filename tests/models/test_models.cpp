@@ -1,0 +1,249 @@
+// The diffusers-compatible models without Python: published parameter counts, strict configs,
+// input checks, gradients against finite differences, the text condition's traits, and loading and
+// saving a module's state (strict, non-strict, sharded, hostile indexes). Parity with diffusers
+// itself is tests/models/run_parity.sh.
+#include <diffinstruct/models/pretrained.hpp>
+
+#include <catch2/catch.hpp>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace di = diffinstruct;
+namespace dm = diffinstruct::models;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string source_dir() { return fs::path(__FILE__).parent_path().string(); }
+
+fs::path scratch(const std::string& name) {
+  const fs::path p = fs::path(DIFFINSTRUCT_TEST_TMPDIR) / "models" / name;
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+/// A tiny SD-1.x-style config (2 levels, 8 groups) as JSON, with `extra` appended inside the object.
+std::string tiny_json(const std::string& extra = "") {
+  return R"({"_class_name": "UNet2DConditionModel", "block_out_channels": [16, 32], "layers_per_block": 1,
+             "cross_attention_dim": 12, "attention_head_dim": 4, "norm_num_groups": 8,
+             "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"])" +
+         extra + "}";
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const c10::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+} // namespace
+
+TEST_CASE("the UNets of SD1.5 and SDXL, built from their published configs on the meta device, have their published parameter counts",
+          "[models][unet]") {
+  // 859,520,964 and 2,567,463,684: what diffusers counts for these configs (checked with diffusers 0.42.1).
+  const auto meta = dm::BuildOptions().device(torch::kMeta).init(dm::Init::kEmpty);
+  dm::UNet2DConditionModel sd15(dm::UNet2DConditionConfig::from_file(source_dir() + "/configs/sd15_unet.json"), meta);
+  CHECK(dm::count_parameters(*sd15) == 859520964);
+  dm::UNet2DConditionModel sdxl(dm::UNet2DConditionConfig::from_file(source_dir() + "/configs/sdxl_unet.json"), meta);
+  CHECK(dm::count_parameters(*sdxl) == 2567463684);
+  CHECK(sdxl->config().text_time());
+  for (const auto& p : sdxl->parameters()) REQUIRE(p.device().is_meta());
+  // Names are diffusers' (a few spot checks of the SDXL layout).
+  const auto names = sdxl->named_parameters();
+  CHECK(names.contains("add_embedding.linear_1.weight"));
+  CHECK(names["add_embedding.linear_1.weight"].sizes() == c10::IntArrayRef({1280, 2816}));
+  CHECK(names.contains("down_blocks.2.attentions.1.transformer_blocks.9.ff.net.0.proj.weight"));
+  CHECK(names.contains("up_blocks.0.resnets.2.conv_shortcut.weight"));
+  CHECK(names.contains("down_blocks.0.downsamplers.0.conv.weight"));
+  CHECK(names.contains("mid_block.attentions.0.proj_in.weight"));
+  CHECK(names["mid_block.attentions.0.proj_in.weight"].dim() == 2);  // use_linear_projection
+}
+
+TEST_CASE("a config that asks for what is not implemented is refused by the key's name", "[models][config]") {
+  auto refuse = [](const std::string& json, const std::string& needle) {
+    const auto msg = error_of([&] { dm::UNet2DConditionConfig::from_json(json, "test config"); });
+    INFO(msg);
+    CHECK(msg.find(needle) != std::string::npos);
+  };
+  CHECK_NOTHROW(dm::UNet2DConditionConfig::from_json(tiny_json()));
+  refuse(tiny_json(R"(, "class_embed_type": "timestep")"), "class_embed_type");
+  refuse(tiny_json(R"(, "time_cond_proj_dim": 256)"), "time_cond_proj_dim");
+  refuse(tiny_json(R"(, "only_cross_attention": true)"), "only_cross_attention");
+  refuse(tiny_json(R"(, "some_future_key": 1)"), "some_future_key");
+  auto with = [](const std::string& from, const std::string& to) {
+    auto s = tiny_json();
+    return s.replace(s.find(from), from.size(), to);
+  };
+  refuse(with(R"("layers_per_block": 1)", R"("layers_per_block": "two")"), "layers_per_block must be an integer or a list");
+  refuse(with(R"("attention_head_dim": 4)", R"("attention_head_dim": [4, 4, 4])"), "attention_head_dim");
+  refuse(with(R"("attention_head_dim": 4)", R"("attention_head_dim": 3)"), "do not split into attention_head_dim = 3");
+  refuse(tiny_json(R"(, "norm_eps": 1e-5, "norm_eps": 1e-6)"), "duplicate key");
+  refuse(tiny_json(R"(, "addition_embed_type": "text_image")"), "text_image");
+  refuse(tiny_json(R"(, "addition_embed_type": "text_time")"), "addition_time_embed_dim");
+  refuse(tiny_json(R"(, "norm_num_groups": 7)"), "norm_num_groups");
+  refuse(R"({"_class_name": "AutoencoderKL"})", "not a UNet2DConditionModel");
+  refuse("{\"block_out_channels\": [16, 32]", "test config");  // truncated JSON
+  const auto vae_msg = error_of([] { dm::AutoencoderKLConfig::from_json(R"({"latents_mean": [0.1, 0.2]})", "vae config"); });
+  CHECK(vae_msg.find("latents_mean") != std::string::npos);
+  // Keys diffusers itself ignores for these block types load.
+  CHECK_NOTHROW(dm::UNet2DConditionConfig::from_json(tiny_json(R"(, "resnet_skip_time_act": true, "upcast_attention": null)")));
+}
+
+TEST_CASE("the UNet's forward names what it expected when its inputs are wrong", "[models][unet]") {
+  torch::manual_seed(0);
+  dm::UNet2DConditionModel unet(dm::UNet2DConditionConfig::from_json(tiny_json()));
+  const auto x = torch::randn({2, 4, 8, 8});
+  const auto t = torch::tensor({10, 900});
+  const dm::TextCondition c(torch::randn({2, 3, 12}));
+  CHECK(unet->forward(x, t, c).sizes() == x.sizes());
+  CHECK(unet->forward(x, torch::tensor(5), c).sizes() == x.sizes());  // a scalar timestep is broadcast
+  CHECK(error_of([&] { unet->forward(torch::randn({2, 3, 8, 8}), t, c); }).find("expected sample [B, 4, H, W]") != std::string::npos);
+  CHECK(error_of([&] { unet->forward(x, t, dm::TextCondition(torch::randn({2, 3, 10}))); }).find("encoder_hidden_states [2, L, 12]") !=
+        std::string::npos);
+  CHECK(error_of([&] { unet->forward(x, torch::tensor({1, 2, 3}), c); }).find("timestep") != std::string::npos);
+  CHECK(error_of([&] { unet->forward(x, t, dm::TextCondition(c.encoder_hidden_states, torch::randn({2, 8}), torch::zeros({2, 6}))); })
+            .find("no addition_embed_type = text_time") != std::string::npos);
+  dm::UNet2DConditionModel xl(dm::UNet2DConditionConfig::from_json(
+      tiny_json(R"(, "addition_embed_type": "text_time", "addition_time_embed_dim": 4, "projection_class_embeddings_input_dim": 32)")));
+  CHECK(error_of([&] { xl->forward(x, t, c); }).find("needs text_embeds [2, 8]") != std::string::npos);
+  CHECK(xl->forward(x, t, dm::TextCondition(c.encoder_hidden_states, torch::randn({2, 8}), torch::zeros({2, 6}))).sizes() == x.sizes());
+  // Sizes that are not multiples of 2^(levels-1) take the skips' sizes when upsampling.
+  CHECK(unet->forward(torch::randn({1, 4, 7, 9}), t.slice(0, 0, 1), dm::TextCondition(torch::randn({1, 3, 12}))).sizes() ==
+        c10::IntArrayRef({1, 4, 7, 9}));
+}
+
+TEST_CASE("UNet and VAE gradients match central finite differences in float64", "[models][grad]") {
+  torch::manual_seed(1);
+  const auto f64 = dm::BuildOptions().dtype(torch::kDouble);
+  dm::UNet2DConditionModel unet(dm::UNet2DConditionConfig::from_json(tiny_json(R"(, "use_linear_projection": true)")), f64);
+  const auto x = torch::randn({1, 4, 4, 4}, torch::kDouble).requires_grad_(true);
+  const auto e = torch::randn({1, 3, 12}, torch::kDouble).requires_grad_(true);
+  const auto t = torch::tensor({321});
+  const auto cot = torch::randn({1, 4, 4, 4}, torch::kDouble);
+  auto loss = [&](const torch::Tensor& xx, const torch::Tensor& ee) { return (unet->forward(xx, t, dm::TextCondition(ee)) * cot).sum(); };
+  loss(x, e).backward();
+  // One parameter, the inputs: the directional derivative along random directions.
+  auto& w = unet->named_parameters()["down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight"];
+  const auto gw = w.grad().clone();
+  torch::NoGradGuard ng;
+  const double h = 1e-6;
+  const auto vx = torch::randn_like(x), ve = torch::randn_like(e), vw = torch::randn_like(w);
+  const double fd_in = ((loss(x + h * vx, e + h * ve) - loss(x - h * vx, e - h * ve)) / (2 * h)).item<double>();
+  const double an_in = ((x.grad() * vx).sum() + (e.grad() * ve).sum()).item<double>();
+  CHECK(fd_in == Approx(an_in).epsilon(1e-6));
+  w.add_(h * vw);
+  const double up = loss(x, e).item<double>();
+  w.sub_(2 * h * vw);
+  const double down = loss(x, e).item<double>();
+  w.add_(h * vw);
+  CHECK((up - down) / (2 * h) == Approx((gw * vw).sum().item<double>()).epsilon(1e-6));
+
+  // The VAE decoder: a pixel-space reward's gradient reaches the latents.
+  dm::AutoencoderKL vae(dm::AutoencoderKLConfig::from_json(R"({"block_out_channels": [8, 16], "norm_num_groups": 4,
+      "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D"], "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D"]})"),
+                        f64, dm::VaeParts::kDecoderOnly);
+  const auto z = torch::randn({1, 4, 3, 3}, torch::kDouble);
+  const auto vz = torch::randn_like(z);
+  const auto pix = torch::randn({1, 3, 6, 6}, torch::kDouble);
+  torch::Tensor gz;
+  {
+    torch::AutoGradMode on(true);
+    auto zz = z.clone().requires_grad_(true);
+    (vae->decode_latents(zz) * pix).sum().backward();
+    gz = zz.grad();
+  }
+  const double fd = (((vae->decode_latents(z + h * vz) - vae->decode_latents(z - h * vz)) * pix).sum() / (2 * h)).item<double>();
+  CHECK(fd == Approx((gz * vz).sum().item<double>()).epsilon(1e-6));
+  CHECK(error_of([&] { vae->encode(torch::zeros({1, 3, 8, 8}, torch::kDouble)); }).find("kDecoderOnly") != std::string::npos);
+}
+
+TEST_CASE("TextCondition batches, broadcasts and slices all of its fields together", "[models][condition]") {
+  using T = di::ConditionTraits<dm::TextCondition>;
+  static_assert(di::is_condition_v<dm::TextCondition>);
+  static_assert(di::detail::has_condition_slice<dm::TextCondition>::value);
+  const dm::TextCondition a(torch::randn({2, 3, 4}), torch::randn({2, 5}), torch::randn({2, 6}));
+  const dm::TextCondition null(torch::zeros({1, 3, 4}), torch::zeros({1, 5}), torch::zeros({1, 6}));
+  const auto both = T::concat(a, T::broadcast(null, 2));
+  CHECK(T::batch_size(both) == 4);
+  CHECK(both.text_embeds.sizes() == c10::IntArrayRef({4, 5}));
+  CHECK(torch::equal(T::slice(both, 0, 2).time_ids, a.time_ids));
+  CHECK(torch::equal(T::slice(both, 2, 4).encoder_hidden_states, torch::zeros({2, 3, 4})));
+  CHECK(error_of([&] { T::concat(a, dm::TextCondition(torch::zeros({1, 3, 4}))); }).find("text_embeds/time_ids") != std::string::npos);
+  std::vector<torch::jit::IValue> args;
+  T::append_ivalues(a, args);
+  CHECK(args.size() == 3);
+}
+
+TEST_CASE("module state: strict loads refuse before copying, non-strict loads report, dtypes convert, shards round-trip",
+          "[models][io]") {
+  const auto dir = scratch("state");
+  torch::manual_seed(2);
+  dm::UNet2DConditionModel a(dm::UNet2DConditionConfig::from_json(tiny_json()));
+  dm::UNet2DConditionModel b(dm::UNet2DConditionConfig::from_json(tiny_json()));
+  const auto file = (dir / "a.safetensors").string();
+  di::io::save_safetensors(*a, file);
+
+  // A file without one tensor and with a foreign one: strict refuses and copies nothing.
+  std::vector<std::pair<std::string, torch::Tensor>> edited;
+  for (const auto& p : a->named_parameters())
+    if (p.key() != "conv_out.bias") edited.emplace_back(p.key(), p.value().detach());
+  edited.emplace_back("lora.up.weight", torch::zeros({2, 2}));
+  edited[0].second = torch::zeros({3, 3});  // mis-shaped conv_in.weight
+  di::io::write_safetensors((dir / "edited.safetensors").string(), edited);
+  const auto before = b->named_parameters()["time_embedding.linear_1.weight"].clone();
+  const auto msg = error_of([&] { di::io::load_safetensors(*b, (dir / "edited.safetensors").string()); });
+  INFO(msg);
+  CHECK(msg.find("nothing was loaded") != std::string::npos);
+  CHECK(msg.find("conv_out.bias") != std::string::npos);
+  CHECK(msg.find("lora.up.weight") != std::string::npos);
+  CHECK(msg.find("conv_in.weight: file [3, 3]") != std::string::npos);
+  CHECK(torch::equal(before, b->named_parameters()["time_embedding.linear_1.weight"]));
+  const auto report = di::io::load_safetensors(*b, (dir / "edited.safetensors").string(), di::io::LoadOptions().strict(false));
+  CHECK(report.missing == std::vector<std::string>{"conv_out.bias"});
+  CHECK(report.unexpected == std::vector<std::string>{"lora.up.weight"});
+  CHECK(report.mismatched.size() == 1);
+  CHECK(torch::equal(a->named_parameters()["time_embedding.linear_1.weight"], b->named_parameters()["time_embedding.linear_1.weight"]));
+
+  // fp16 on disk, loaded into a float32 model: the values are the fp16-rounded ones.
+  di::io::SaveOptions half;
+  half.dtype = torch::kHalf;
+  di::io::save_safetensors(*a, (dir / "half.safetensors").string(), half);
+  CHECK(di::io::SafetensorsFile((dir / "half.safetensors").string()).at("conv_in.weight").dtype == torch::kHalf);
+  CHECK(di::io::load_safetensors(*b, (dir / "half.safetensors").string()).clean());
+  CHECK(torch::equal(b->conv_in->weight, a->conv_in->weight.to(torch::kHalf).to(torch::kFloat)));
+
+  // Sharded: 64 kB shards plus an index; load_unet reads the folder the same as a single file.
+  dm::save_pretrained(a, (dir / "sharded").string(), c10::nullopt, 64 << 10);
+  CHECK(fs::exists(dir / "sharded" / "diffusion_pytorch_model.safetensors.index.json"));
+  CHECK(di::io::SafetensorsCheckpoint((dir / "sharded" / "diffusion_pytorch_model.safetensors.index.json").string()).num_files() > 2);
+  auto back = dm::load_unet((dir / "sharded").string());
+  for (const auto& p : a->named_parameters()) CHECK(torch::equal(p.value(), back->named_parameters()[p.key()]));
+  CHECK_FALSE(back->is_training());
+}
+
+TEST_CASE("hostile sharded indexes are refused by name", "[models][io][hostile]") {
+  const auto dir = scratch("hostile_index");
+  di::io::write_safetensors((dir / "s1.safetensors").string(), {{"w", torch::ones({2})}, {"v", torch::ones({1})}});
+  auto refuse = [&](const std::string& index, const std::string& needle) {
+    const auto path = (dir / "model.safetensors.index.json").string();
+    std::ofstream(path) << index;
+    const auto msg = error_of([&] { di::io::SafetensorsCheckpoint ck(path); });
+    INFO(msg);
+    CHECK(msg.find(needle) != std::string::npos);
+  };
+  refuse(R"({"weight_map": {"w": "../s1.safetensors"}})", "plain file names");
+  refuse(R"({"weight_map": {"w": "/etc/passwd"}})", "plain file names");
+  refuse(R"({"weight_map": {"w": "s2.safetensors"}})", "cannot open");
+  refuse(R"({"weight_map": {"w": "s1.safetensors", "x": "s1.safetensors"}})", "'x' is not in its shard");
+  refuse(R"({"weight_map": {"w": "s1.safetensors"}})", "holds tensor 'v', which the weight_map does not list");
+  refuse(R"({"weight_map": ["s1.safetensors"]})", "no weight_map object");
+  refuse(R"({"weight_map": {"w": 3}})", "not a file name");
+  refuse(R"({"weight_map": {"w": "s1.safetensors")", "index");
+  CHECK(error_of([&] { dm::load_unet(dir.string()); }).find("config.json") != std::string::npos);
+}
