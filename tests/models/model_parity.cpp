@@ -180,6 +180,40 @@ void export_unet(const fs::path& fixture, const fs::path& out_dir) {
   row("sd15 export, sharded 1 MB", "forward after reload", w, 0.0);
 }
 
+/// The tensors of safetensors_roundtrip.py's expected(), computed the same way.
+std::vector<std::pair<std::string, torch::Tensor>> expected_tensors() {
+  const auto base = torch::arange(24, torch::kDouble).reshape({2, 3, 4});
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& [name, dtype] : std::vector<std::pair<std::string, c10::ScalarType>>{
+           {"F32", torch::kFloat}, {"F16", torch::kHalf}, {"BF16", torch::kBFloat16}, {"F64", torch::kDouble}, {"I64", torch::kLong},
+           {"I32", torch::kInt}, {"I16", torch::kShort}, {"I8", torch::kChar}, {"U8", torch::kByte}, {"BOOL", torch::kBool}}) {
+    torch::Tensor t;
+    if (dtype == torch::kBool) t = (base.to(torch::kLong) % 3) == 0;
+    else if (c10::isFloatingType(dtype)) t = ((base - 7) * 0.37).to(dtype);
+    else if (dtype == torch::kByte) t = (base * 10).to(dtype);
+    else t = (base - 7).to(dtype);
+    out.emplace_back(name, t);
+  }
+  out.emplace_back("scalar", torch::tensor(2.5f));
+  out.emplace_back("empty", torch::zeros({0, 3}));
+  return out;
+}
+
+/// Python wrote py.safetensors: read every tensor bit-exactly, then write cpp.safetensors for Python.
+void safetensors_roundtrip(const fs::path& dir) {
+  di::io::SafetensorsFile f((dir / "py.safetensors").string());
+  const auto want = expected_tensors();
+  TORCH_CHECK(f.tensors().size() == want.size(), "py.safetensors has ", f.tensors().size(), " tensors, expected ", want.size());
+  for (const auto& [name, w] : want) {
+    const auto got = f.read(name);
+    TORCH_CHECK(got.scalar_type() == w.scalar_type() && got.sizes() == w.sizes() && torch::equal(got, w), "py.safetensors: tensor '", name,
+                "' differs");
+  }
+  TORCH_CHECK(f.metadata().at("unicode") == "\xc3\xbc\xc3\x9f \xe2\x9c\x93", "py.safetensors: metadata differs");
+  di::io::write_safetensors((dir / "cpp.safetensors").string(), want, f.metadata());
+  std::printf("| safetensors Python -> C++ (%zu tensors, every dtype, metadata) | bit-exact | ok |\n", want.size());
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -207,6 +241,7 @@ int main(int argc, char** argv) {
             "eps = σ·x + α·v");
       row("sd2 via Denoiser<..., VPrediction>", "ε̂ from v", w, 1e-6);
     }
+    if (fs::exists(fixtures / "roundtrip" / "py.safetensors")) safetensors_roundtrip(fixtures / "roundtrip");
     fs::create_directories(exports);
     export_unet(fixtures / "sd15", exports);
   } catch (const std::exception& e) {

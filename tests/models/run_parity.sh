@@ -12,11 +12,13 @@ if [ -z "$py" ] || ! "$py" -c "import diffusers, safetensors, torch" 2>/dev/null
 fi
 rm -rf "$work" && mkdir -p "$work/runs"
 "$py" "$here/make_fixtures.py" "$work/fixtures"
+mkdir -p "$work/fixtures/roundtrip" && "$py" "$here/safetensors_roundtrip.py" write "$work/fixtures/roundtrip"
 cat "$work/fixtures/versions.json"; echo
 "$parity" "$work/fixtures" "$work/export"
 for m in sd15 sdxl; do
   "$run_model" --model "$work/fixtures/$m" --kind unet --inputs "$work/fixtures/$m/inputs.safetensors" --outputs "$work/runs/$m.safetensors"
 done
 "$run_model" --model "$work/fixtures/vae" --kind vae-decoder --inputs "$work/fixtures/vae/inputs.safetensors" --outputs "$work/runs/vae.safetensors"
+"$py" "$here/safetensors_roundtrip.py" check "$work/fixtures/roundtrip"
 "$py" "$here/check_outputs.py" "$work/fixtures" "$work/export" "$work/runs"
 echo "parity with diffusers: all checks passed"
