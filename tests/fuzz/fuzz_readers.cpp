@@ -1,6 +1,7 @@
 // libFuzzer target for every reader of untrusted files: the IDX reader, the safetensors reader, the
-// trainer's checkpoint loader and the TorchScript loader. One binary; DIFFINSTRUCT_FUZZ_TARGET picks
-// the reader (idx | safetensors | checkpoint | torchscript). Built with clang and
+// trainer's checkpoint loader, the TorchScript loader, diffusers' config.json (UNet and VAE) and the
+// sharded-safetensors index. One binary; DIFFINSTRUCT_FUZZ_TARGET picks the reader
+// (idx | safetensors | checkpoint | torchscript | config | index). Built with clang and
 // -fsanitize=fuzzer,address,undefined (tests/fuzz/CMakeLists.txt); scripts/fuzz.sh runs each target
 // for a bounded time from the committed seed corpus in tests/fuzz/corpus/<target>/.
 //
@@ -11,7 +12,10 @@
 #include "../trainer/tiny_trainer.hpp"
 
 #include <diffinstruct/data/idx.hpp>
+#include <diffinstruct/io/module_state.hpp>
 #include <diffinstruct/io/safetensors.hpp>
+#include <diffinstruct/models/autoencoder_kl.hpp>
+#include <diffinstruct/models/unet2d_condition_config.hpp>
 
 #include <zlib.h>
 
@@ -21,6 +25,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 
@@ -29,7 +34,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-enum class Target { kIdx, kSafetensors, kCheckpoint, kTorchscript };
+enum class Target { kIdx, kSafetensors, kCheckpoint, kTorchscript, kConfig, kIndex };
 Target g_target = Target::kIdx;
 std::string g_input;  // the per-process file each input is written to
 std::unique_ptr<tiny::Trainer> g_trainer;
@@ -60,6 +65,24 @@ void run_one() {
     case Target::kTorchscript: {
       auto m = di::load_torchscript(g_input, di::ModelRole::kGenerator);
       (void)m;
+      break;
+    }
+    case Target::kConfig: {
+      std::string text;
+      {
+        std::ifstream in(g_input, std::ios::binary);
+        text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      }
+      try {
+        (void)di::models::UNet2DConditionConfig::from_json(text).to_json();
+      } catch (const c10::Error&) {
+      }
+      (void)di::models::AutoencoderKLConfig::from_json(text);
+      break;
+    }
+    case Target::kIndex: {
+      di::io::SafetensorsCheckpoint ckpt(g_input);  // beside s1.safetensors, written at start-up
+      for (const auto& n : ckpt.names()) (void)ckpt.read(n);
       break;
     }
   }
@@ -105,13 +128,20 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   else if (name == "safetensors") g_target = Target::kSafetensors;
   else if (name == "checkpoint") g_target = Target::kCheckpoint;
   else if (name == "torchscript") g_target = Target::kTorchscript;
+  else if (name == "config") g_target = Target::kConfig;
+  else if (name == "index") g_target = Target::kIndex;
   else {
-    std::fprintf(stderr, "set DIFFINSTRUCT_FUZZ_TARGET to idx, safetensors, checkpoint or torchscript\n");
+    std::fprintf(stderr, "set DIFFINSTRUCT_FUZZ_TARGET to idx, safetensors, checkpoint, torchscript, config or index\n");
     std::exit(2);
   }
   const char* tmp = std::getenv("TMPDIR");
   g_input = (fs::path(tmp ? tmp : "/tmp") / ("diffinstruct_fuzz_" + name + "_" + std::to_string(::getpid()))).string();
   if (name == "idx") g_input += ".gz";  // the name does not matter to the reader; zlib sniffs the content
+  if (name == "index") {
+    g_input += ".safetensors.index.json";  // the name says "index" to SafetensorsCheckpoint
+    di::io::write_safetensors((fs::path(g_input).parent_path() / "s1.safetensors").string(),
+                              {{"w", torch::ones({2})}, {"v", torch::arange(3, torch::kLong)}});
+  }
   if (g_target == Target::kCheckpoint) g_trainer = tiny::make(1, tiny::di::DiStarTrainerOptions().batch_size(4), 4);
   return 0;
 }

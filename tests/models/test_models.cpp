@@ -44,7 +44,7 @@ std::string error_of(const std::function<void()>& f) {
 
 } // namespace
 
-TEST_CASE("the UNets of SD1.5 and SDXL, built from their published configs on the meta device, have their published parameter counts",
+TEST_CASE("SD1.5's and SDXL's UNets and SD's VAE, built from their published configs on the meta device, have their published parameter counts",
           "[models][unet]") {
   // 859,520,964 and 2,567,463,684: what diffusers counts for these configs (checked with diffusers 0.42.1).
   const auto meta = dm::BuildOptions().device(torch::kMeta).init(dm::Init::kEmpty);
@@ -63,6 +63,11 @@ TEST_CASE("the UNets of SD1.5 and SDXL, built from their published configs on th
   CHECK(names.contains("down_blocks.0.downsamplers.0.conv.weight"));
   CHECK(names.contains("mid_block.attentions.0.proj_in.weight"));
   CHECK(names["mid_block.attentions.0.proj_in.weight"].dim() == 2);  // use_linear_projection
+  // SD's VAE: 83,653,863 in all, 49,490,199 in the decoder half a reward needs (diffusers: the same).
+  const auto vae_config = dm::AutoencoderKLConfig::from_file(source_dir() + "/configs/sd15_vae.json");
+  CHECK(vae_config.scaling_factor == 0.18215);
+  CHECK(dm::count_parameters(*dm::AutoencoderKL(vae_config, meta)) == 83653863);
+  CHECK(dm::count_parameters(*dm::AutoencoderKL(vae_config, meta, dm::VaeParts::kDecoderOnly)) == 49490199);
 }
 
 TEST_CASE("a config that asks for what is not implemented is refused by the key's name", "[models][config]") {
@@ -129,7 +134,7 @@ TEST_CASE("UNet and VAE gradients match central finite differences in float64", 
   auto loss = [&](const torch::Tensor& xx, const torch::Tensor& ee) { return (unet->forward(xx, t, dm::TextCondition(ee)) * cot).sum(); };
   loss(x, e).backward();
   // One parameter, the inputs: the directional derivative along random directions.
-  auto& w = unet->named_parameters()["down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight"];
+  torch::Tensor w = unet->named_parameters()["down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight"];  // shares the storage
   const auto gw = w.grad().clone();
   torch::NoGradGuard ng;
   const double h = 1e-6;
