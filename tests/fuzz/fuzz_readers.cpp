@@ -89,7 +89,7 @@ void run_one() {
 }
 
 void make_corpus(const std::string& dir) {
-  for (const char* t : {"idx", "safetensors", "checkpoint", "torchscript"}) fs::create_directories(fs::path(dir) / t);
+  for (const char* t : {"idx", "safetensors", "checkpoint", "torchscript", "config", "index"}) fs::create_directories(fs::path(dir) / t);
   // IDX: a plain and a gzipped file.
   std::string idx = {0, 0, 8, 2, 0, 0, 0, 3, 0, 0, 0, 4};
   for (int i = 0; i < 12; ++i) idx += static_cast<char>(i * 7);
@@ -111,6 +111,14 @@ void make_corpus(const std::string& dir) {
   m.register_parameter("w", torch::ones({2, 2}), false);
   m.define("def forward(self, z):\n    return z.matmul(self.w)\n");
   m.save((fs::path(dir) / "torchscript" / "gen.pt").string());
+  // diffusers configs: the published SD1.5/SDXL UNets and SD's VAE (tests/models/configs/), and the
+  // writer's own output; a valid index and a partial one.
+  for (const char* f : {"sd15_unet.json", "sdxl_unet.json", "sd15_vae.json"})
+    fs::copy_file(fs::path("tests/models/configs") / f, fs::path(dir) / "config" / f, fs::copy_options::overwrite_existing);
+  std::ofstream(fs::path(dir) / "config" / "written.json") << di::models::UNet2DConditionConfig().to_json();
+  std::ofstream(fs::path(dir) / "index" / "valid.json")
+      << "{\n  \"metadata\": {\"total_size\": 20},\n  \"weight_map\": {\"w\": \"s1.safetensors\", \"v\": \"s1.safetensors\"}\n}\n";
+  std::ofstream(fs::path(dir) / "index" / "partial.json") << "{\"weight_map\": {\"w\": \"s1.safetensors\"}}";
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // input checks, gradients against finite differences, the text condition's traits, and loading and
 // saving a module's state (strict, non-strict, sharded, hostile indexes). Parity with diffusers
 // itself is tests/models/run_parity.sh.
+#include <diffinstruct/di_star.hpp>
+#include <diffinstruct/memory/counting_allocator.hpp>
 #include <diffinstruct/models/pretrained.hpp>
 
 #include <catch2/catch.hpp>
@@ -9,6 +11,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <cmath>
 
 namespace di = diffinstruct;
 namespace dm = diffinstruct::models;
@@ -251,4 +254,130 @@ TEST_CASE("hostile sharded indexes are refused by name", "[models][io][hostile]"
   refuse(R"({"weight_map": {"w": 3}})", "not a file name");
   refuse(R"({"weight_map": {"w": "s1.safetensors")", "index");
   CHECK(error_of([&] { dm::load_unet(dir.string()); }).find("config.json") != std::string::npos);
+}
+
+namespace {
+/// A one-step generator in the SD-Turbo manner: a UNet evaluated at the last timestep, its ε̂ turned
+/// into x0 for the schedule's α, σ there.
+struct OneStepUNetImpl : torch::nn::Module {
+  dm::UNet2DConditionModel unet;
+  double alpha, sigma;
+  OneStepUNetImpl(dm::UNet2DConditionModel u, double a, double s) : unet(register_module("unet", std::move(u))), alpha(a), sigma(s) {}
+  torch::Tensor forward(const torch::Tensor& z, const dm::TextCondition& c) {
+    const auto t = torch::full({z.size(0)}, 999, torch::kLong);
+    return (z - sigma * unet->forward(z, t, c)) / alpha;
+  }
+};
+TORCH_MODULE(OneStepUNet);
+} // namespace
+
+TEST_CASE("a DI* trainer runs on diffusers-style UNets with text conditions and CFG: only the generator and assistant move",
+          "[models][trainer]") {
+  torch::manual_seed(3);
+  const auto config = dm::UNet2DConditionConfig::from_json(tiny_json());
+  dm::UNet2DConditionModel teacher(config), assistant(config), gen_unet(config);
+  {  // the assistant and generator start from the teacher, as in DI*
+    torch::NoGradGuard ng;
+    for (auto& [dst, src] : {std::make_pair(assistant, teacher), std::make_pair(gen_unet, teacher)})
+      for (const auto& p : src->named_parameters()) dst->named_parameters()[p.key()].copy_(p.value());
+  }
+  di::DiscreteVPSchedule schedule;
+  const auto t999 = torch::full({1}, 999.0);
+  OneStepUNet generator(gen_unet, schedule.alpha(t999).item<double>(), schedule.sigma(t999).item<double>());
+  using Reward = di::CallableReward<std::function<torch::Tensor(const torch::Tensor&, const dm::TextCondition&)>>;
+  using Trainer = di::DiStarTrainer<di::Generator<OneStepUNet>, di::Denoiser<dm::UNet2DConditionModel, di::EpsPrediction>,
+                                    di::Denoiser<dm::UNet2DConditionModel, di::EpsPrediction>, dm::TextCondition, di::PseudoHuberScore,
+                                    di::CfgInside, Reward, di::DiscreteVPSchedule>;
+  di::ConditionSource<dm::TextCondition> prompts{
+      [](int64_t b, at::Generator& g) { return dm::TextCondition(at::randn({b, 3, 12}, g, torch::TensorOptions())); },
+      dm::TextCondition(torch::zeros({1, 3, 12}))};
+  const auto teacher_before = teacher->conv_out->weight.clone();
+  const auto gen_before = gen_unet->conv_out->weight.clone();
+  Trainer trainer(di::Generator<OneStepUNet>(generator), di::Denoiser<dm::UNet2DConditionModel, di::EpsPrediction>(teacher, "teacher"),
+                  di::Denoiser<dm::UNet2DConditionModel, di::EpsPrediction>(assistant, "assistant"),
+                  {di::PseudoHuberScore(1.0), di::CfgInside(di::GuidanceScale(3.0)),
+                   Reward([](const torch::Tensor& x, const dm::TextCondition&) { return -x.square().mean({1, 2, 3}); }), schedule},
+                  prompts, std::vector<int64_t>{4, 8, 8}, di::DiStarTrainerOptions().batch_size(2).alpha_rew(0.1));
+  for (int i = 0; i < 2; ++i) {
+    const auto s = trainer.step();
+    CHECK(std::isfinite(s.generator_loss));
+    CHECK(std::isfinite(s.assistant_loss));
+  }
+  CHECK(torch::equal(teacher_before, teacher->conv_out->weight));
+  CHECK_FALSE(torch::equal(gen_before, gen_unet->conv_out->weight));
+  CHECK_FALSE(teacher->is_training());
+}
+
+TEST_CASE("loading a checkpoint holds one copy of the model: peak CPU memory = the model + its largest tensor in the file's dtype",
+          "[models][memory]") {
+  const auto dir = scratch("memory");
+  const auto config = dm::UNet2DConditionConfig::from_json(tiny_json());
+  torch::manual_seed(4);
+  dm::save_pretrained(dm::UNet2DConditionModel(config), (dir / "unet").string(), torch::kHalf);  // fp16 on disk, fp32 in memory
+  int64_t model_bytes = 0, largest_half = 0;
+  {
+    dm::UNet2DConditionModel probe(config, dm::BuildOptions().device(torch::kMeta));
+    for (const auto& p : probe->parameters()) {
+      model_bytes += p.numel() * 4;
+      largest_half = std::max<int64_t>(largest_half, p.numel() * 2);
+    }
+  }
+  di::CountingCpuAllocator counter;
+  dm::UNet2DConditionModel loaded{nullptr};
+  {
+    di::CpuAllocationScope scope(counter);
+    loaded = dm::load_unet((dir / "unet").string());
+  }
+  INFO("model " << model_bytes << " B, largest fp16 tensor " << largest_half << " B, peak " << counter.peak_bytes() << " B");
+  CHECK(counter.peak_bytes() >= model_bytes);
+  CHECK(counter.peak_bytes() <= model_bytes + largest_half + 4096);
+}
+
+TEST_CASE("[cuda] models load onto the GPU in float32 and bfloat16 and match the CPU", "[models][cuda]") {
+  if (!torch::cuda::is_available()) {
+    WARN("no CUDA device: skipped");
+    return;
+  }
+  at::globalContext().setAllowTF32CuDNN(false);  // float32 convolutions, so that 1e-4 is a fair tolerance
+  at::globalContext().setAllowTF32CuBLAS(false);
+  const auto dir = scratch("cuda");
+  torch::manual_seed(5);
+  dm::UNet2DConditionModel cpu(dm::UNet2DConditionConfig::from_json(tiny_json()));
+  dm::save_pretrained(cpu, (dir / "unet").string());
+  const auto x = torch::randn({2, 4, 8, 8});
+  const auto t = torch::tensor({3, 700});
+  const dm::TextCondition c(torch::randn({2, 3, 12}));
+  const auto want = cpu->forward(x, t, c).detach();
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    auto gpu = dm::load_unet((dir / "unet").string(), dm::PretrainedOptions().device(torch::kCUDA).dtype(dtype));
+    for (const auto& p : gpu->parameters()) REQUIRE((p.is_cuda() && p.scalar_type() == dtype));
+    const auto xg = x.to(torch::kCUDA, dtype).requires_grad_(true);
+    const auto out = gpu->forward(xg, t.to(torch::kCUDA), dm::TextCondition(c.encoder_hidden_states.to(torch::kCUDA, dtype)));
+    CHECK(out.is_cuda());
+    const double err = ((out.to(torch::kCPU, torch::kFloat) - want).norm() / want.norm()).item<double>();
+    CHECK(err <= (dtype == torch::kFloat ? 1e-4 : 3e-2));
+    out.to(torch::kFloat).square().mean().backward();
+    CHECK(xg.grad().defined());
+    CHECK(torch::isfinite(xg.grad()).all().item<bool>());
+  }
+}
+
+TEST_CASE("a config.json asking for a model its weights do not hold is refused before anything is allocated", "[models][hostile]") {
+  const auto dir = scratch("huge_config");
+  torch::manual_seed(6);
+  dm::save_pretrained(dm::UNet2DConditionModel(dm::UNet2DConditionConfig::from_json(tiny_json())), (dir / "unet").string());
+  // The same weights under a config of about 30 G parameters (120 GB in float32).
+  auto huge = tiny_json();
+  huge.replace(huge.find("[16, 32]"), 8, "[16384, 32768]");
+  std::ofstream((dir / "unet" / "config.json").string()) << huge;
+  di::CountingCpuAllocator counter;
+  std::string msg;
+  {
+    di::CpuAllocationScope scope(counter);
+    msg = error_of([&] { dm::load_unet((dir / "unet").string()); });
+  }
+  INFO(msg);
+  CHECK(msg.find("does not hold the model its config.json describes (nothing was allocated or loaded)") != std::string::npos);
+  CHECK(msg.find("mis-shaped") != std::string::npos);
+  CHECK(counter.peak_bytes() < (1 << 20));
 }

@@ -173,13 +173,14 @@ inline std::vector<std::pair<std::string, torch::Tensor>> module_tensors(const t
 
 } // namespace detail
 
-/// Checks names and shapes of `ckpt` against `module`, then (when strict and clean, or not strict)
-/// copies every matching tensor into it. See the file comment.
-inline LoadReport load_safetensors(torch::nn::Module& module, const SafetensorsCheckpoint& ckpt, const LoadOptions& options = {},
-                                   const std::string& what = "the checkpoint") {
+namespace detail {
+
+/// The comparison of load_safetensors, and the module name -> file name pairs it found.
+inline LoadReport compare_names(const torch::nn::Module& module, const SafetensorsCheckpoint& ckpt, const LoadOptions& options,
+                                const std::string& what, std::map<std::string, std::string>* pairs) {
   LoadReport report;
   std::map<std::string, torch::Tensor> targets;
-  for (auto& [name, t] : detail::module_tensors(module)) {
+  for (auto& [name, t] : module_tensors(module)) {
     targets.emplace(name, t);
     report.parameters += t.numel();
   }
@@ -200,8 +201,29 @@ inline LoadReport load_safetensors(torch::nn::Module& module, const SafetensorsC
   }
   for (const auto& [name, t] : targets)
     if (!source_of.count(name)) report.missing.push_back(name);
+  if (pairs) *pairs = std::move(source_of);
+  return report;
+}
+
+} // namespace detail
+
+/// What load_safetensors would find, without copying anything: works on a module built on the
+/// `meta` device, so a checkpoint can be checked against a model before the model is allocated.
+inline LoadReport compare_safetensors(const torch::nn::Module& module, const SafetensorsCheckpoint& ckpt, const LoadOptions& options = {},
+                                      const std::string& what = "the checkpoint") {
+  return detail::compare_names(module, ckpt, options, what, nullptr);
+}
+
+/// Checks names and shapes of `ckpt` against `module`, then (when strict and clean, or not strict)
+/// copies every matching tensor into it. See the file comment.
+inline LoadReport load_safetensors(torch::nn::Module& module, const SafetensorsCheckpoint& ckpt, const LoadOptions& options = {},
+                                   const std::string& what = "the checkpoint") {
+  std::map<std::string, std::string> source_of;
+  LoadReport report = detail::compare_names(module, ckpt, options, what, &source_of);
   TORCH_CHECK(!options.strict() || report.clean(), "diffinstruct::io::load_safetensors: ", what,
               " does not match the module (nothing was loaded): ", report.summary());
+  std::map<std::string, torch::Tensor> targets;
+  for (auto& [name, t] : detail::module_tensors(module)) targets.emplace(name, t);
   for (const auto& [name, file_name] : source_of) {
     auto& dst = targets.at(name);
     const auto* e = ckpt.find(file_name);

@@ -67,14 +67,44 @@ inline std::string rename_deprecated_vae_attention(const std::string& name) {
 
 } // namespace detail
 
+namespace detail {
+
+/// Loads `ckpt` into a model made by `build(BuildOptions)`. Strict: the checkpoint is first compared
+/// with the model built on the meta device, so a config whose model the file does not hold (a
+/// hostile or mismatched config.json asking for 10^12 parameters, say) is refused before anything
+/// is allocated. `expected_unexpected` says which file names are not the model's on purpose.
+template <class Model, class Build, class Skip>
+Model load_checked(const std::string& dir, const PretrainedOptions& o, const io::SafetensorsCheckpoint& ckpt, const io::LoadOptions& lo,
+                   Build build, Skip expected_unexpected, io::LoadReport* report) {
+  auto clean = [&](io::LoadReport r) {
+    std::vector<std::string> keep;
+    for (const auto& n : r.unexpected)
+      if (!expected_unexpected(n)) keep.push_back(n);
+    r.unexpected = keep;
+    return r;
+  };
+  if (o.strict()) {
+    Model probe = build(BuildOptions().device(torch::kMeta).init(Init::kEmpty));
+    const auto r = clean(io::compare_safetensors(*probe, ckpt, lo, "'" + dir + "'"));
+    TORCH_CHECK(r.clean(), "diffinstruct::models: '", dir, "' does not hold the model its config.json describes (nothing was allocated or loaded): ",
+                r.summary());
+  }
+  Model model = build(build_options_for(o));
+  auto r = clean(io::load_safetensors(*model, ckpt, io::LoadOptions(lo).strict(false), "'" + dir + "'"));
+  if (report) *report = r;
+  model->eval();
+  return model;
+}
+
+} // namespace detail
+
 /// A diffusers UNet2DConditionModel folder (config.json + weights) -> the model, in eval mode.
 inline UNet2DConditionModel load_unet(const std::string& dir, const PretrainedOptions& o = {}, io::LoadReport* report = nullptr) {
   const auto config = UNet2DConditionConfig::from_file((std::filesystem::path(dir) / "config.json").string());
-  UNet2DConditionModel unet(config, detail::build_options_for(o));
-  const auto r = io::load_safetensors(*unet, diffusers_weights_path(dir, o.variant()), io::LoadOptions().strict(o.strict()));
-  if (report) *report = r;
-  unet->eval();
-  return unet;
+  const io::SafetensorsCheckpoint ckpt(diffusers_weights_path(dir, o.variant()));
+  return detail::load_checked<UNet2DConditionModel>(
+      dir, o, ckpt, io::LoadOptions(), [&](const BuildOptions& b) { return UNet2DConditionModel(config, b); },
+      [](const std::string&) { return false; }, report);
 }
 
 /// A diffusers AutoencoderKL folder -> the model, in eval mode; VaeParts::kDecoderOnly skips the
@@ -82,19 +112,14 @@ inline UNet2DConditionModel load_unet(const std::string& dir, const PretrainedOp
 inline AutoencoderKL load_vae(const std::string& dir, const PretrainedOptions& o = {}, VaeParts parts = VaeParts::kBoth,
                               io::LoadReport* report = nullptr) {
   const auto config = AutoencoderKLConfig::from_file((std::filesystem::path(dir) / "config.json").string());
-  AutoencoderKL vae(config, detail::build_options_for(o), parts);
-  io::SafetensorsCheckpoint ckpt(diffusers_weights_path(dir, o.variant()));
+  const io::SafetensorsCheckpoint ckpt(diffusers_weights_path(dir, o.variant()));
   const bool decoder_only = parts == VaeParts::kDecoderOnly;
-  // Decoder only: the encoder's tensors in the file are expected, not unexpected.
-  auto r = io::load_safetensors(*vae, ckpt, io::LoadOptions().strict(false).rename(detail::rename_deprecated_vae_attention), "'" + dir + "'");
-  std::vector<std::string> unexpected;
-  for (const auto& n : r.unexpected)
-    if (!(decoder_only && (n.rfind("encoder.", 0) == 0 || n.rfind("quant_conv.", 0) == 0))) unexpected.push_back(n);
-  r.unexpected = unexpected;
-  TORCH_CHECK(!o.strict() || r.clean(), "diffinstruct::models::load_vae: '", dir, "' does not match the VAE its config describes: ", r.summary());
-  if (report) *report = r;
-  vae->eval();
-  return vae;
+  return detail::load_checked<AutoencoderKL>(
+      dir, o, ckpt, io::LoadOptions().rename(detail::rename_deprecated_vae_attention),
+      [&](const BuildOptions& b) { return AutoencoderKL(config, b, parts); },
+      // Decoder only: the encoder's tensors in the file are expected, not unexpected.
+      [decoder_only](const std::string& n) { return decoder_only && (n.rfind("encoder.", 0) == 0 || n.rfind("quant_conv.", 0) == 0); },
+      report);
 }
 
 /// Writes `config.json` and `diffusion_pytorch_model.safetensors` (floating-point tensors as

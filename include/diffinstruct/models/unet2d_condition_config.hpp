@@ -69,6 +69,7 @@ struct UNet2DConditionConfig {
     for (const auto& t : up_block_types)
       if (t != "CrossAttnUpBlock2D" && t != "UpBlock2D") bad("up block type '" + t + "' is not supported (CrossAttnUpBlock2D, UpBlock2D)");
     if (mid_block_type != "UNetMidBlock2DCrossAttn") bad("mid_block_type '" + mid_block_type + "' is not supported (UNetMidBlock2DCrossAttn)");
+    if (norm_num_groups <= 0) bad("norm_num_groups must be positive");
     for (auto c : block_out_channels)
       if (c <= 0 || c % norm_num_groups != 0) bad("block_out_channels entry " + std::to_string(c) + " is not a positive multiple of norm_num_groups = " + std::to_string(norm_num_groups));
     for (size_t i = 0; i < n; ++i)
@@ -77,7 +78,6 @@ struct UNet2DConditionConfig {
             std::to_string(attention_head_dim[i]) + " heads");
     if (in_channels <= 0 || out_channels <= 0) bad("in_channels and out_channels must be positive");
     if (cross_attention_dim <= 0) bad("cross_attention_dim must be positive");
-    if (norm_num_groups <= 0) bad("norm_num_groups must be positive");
     if (conv_in_kernel <= 0 || conv_in_kernel % 2 == 0 || conv_out_kernel <= 0 || conv_out_kernel % 2 == 0)
       bad("conv_in_kernel and conv_out_kernel must be odd and positive");
     if (resnet_time_scale_shift != "default" && resnet_time_scale_shift != "scale_shift")
