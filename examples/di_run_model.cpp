@@ -1,12 +1,16 @@
 // di_run_model: load a diffusers model folder and run it on tensors from a safetensors file — how a
 // user checks that a real checkpoint loads and reproduces Python's numbers.
 //
-//   di_run_model --model DIR --kind unet|vae-decoder --inputs IN.safetensors --outputs OUT.safetensors
+//   di_run_model --model DIR --kind unet|vae-decoder|clip-text|clip-vision --inputs IN.safetensors --outputs OUT.safetensors
 //
 // unet:        inputs `sample`, `timestep`, `encoder_hidden_states` (+ `text_embeds`, `time_ids` for
 //              SDXL); output `sample` = UNet2DConditionModel(sample, timestep, encoder_hidden_states).
 // vae-decoder: input `latents`; output `sample` = AutoencoderKL.decode(latents), as diffusers computes
 //              it (scaling_factor is not applied: divide by it first, as diffusers' pipelines do).
+// clip-text:   input `input_ids` (int64 [N, L]); outputs `last_hidden_state`, `pooler_output`, the
+//              penultimate layer `hidden_states_penultimate` (SDXL's), and `text_embeds` with a projection.
+// clip-vision: input `pixel_values` (preprocessed); outputs `last_hidden_state`, `pooler_output`, and
+//              `image_embeds` with a projection.
 // Inputs are cast to --dtype and moved to --device; outputs are written as float32.
 #include <diffinstruct/models/pretrained.hpp>
 
@@ -56,7 +60,7 @@ int main(int argc, char** argv) {
   std::string model_dir, kind, inputs_path, outputs_path, dtype_name = "fp32", device_name = "cpu", variant;
   bool lenient = false;
   app.add_option("--model", model_dir, "diffusers model folder (config.json + diffusion_pytorch_model.safetensors)")->required();
-  app.add_option("--kind", kind, "unet | vae-decoder")->required()->check(CLI::IsMember({"unet", "vae-decoder"}));
+  app.add_option("--kind", kind, "unet | vae-decoder | clip-text | clip-vision")->required()->check(CLI::IsMember({"unet", "vae-decoder", "clip-text", "clip-vision"}));
   app.add_option("--inputs", inputs_path, "safetensors file with the inputs")->required();
   app.add_option("--outputs", outputs_path, "safetensors file to write (tensor 'sample')")->required();
   app.add_option("--dtype", dtype_name, "fp32 | fp16 | bf16 (weights and computation)");
@@ -73,6 +77,7 @@ int main(int argc, char** argv) {
     auto to = [&](const torch::Tensor& t) { return t.defined() ? t.to(device, t.is_floating_point() ? dtype : t.scalar_type()) : t; };
     torch::NoGradGuard no_grad;
     torch::Tensor out;
+    std::vector<std::pair<std::string, torch::Tensor>> extra;  // outputs besides `sample`
     const auto t0 = std::chrono::steady_clock::now();
     auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
     di::io::LoadReport report;
@@ -87,6 +92,21 @@ int main(int argc, char** argv) {
       const auto t1 = std::chrono::steady_clock::now();
       out = unet->forward(to(input(in, "sample", true, kind)), input(in, "timestep", true, kind).to(device), c);
       std::printf("forward: %.3f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count());
+    } else if (kind == "clip-text") {
+      auto clip = di::models::load_clip_text(model_dir, opts, &report);
+      print_load("CLIPText" + std::string(clip->config().with_projection ? "ModelWithProjection" : "Model") + " from '" + model_dir + "'", *clip,
+                 report, dtype, device, seconds());
+      const auto r = clip->forward(input(in, "input_ids", true, kind).to(device), /*keep_hidden_states=*/true);
+      extra = {{"last_hidden_state", r.last_hidden_state}, {"pooler_output", r.pooler_output},
+               {"hidden_states_penultimate", r.hidden_states[r.hidden_states.size() - 2]}};
+      if (r.text_embeds.defined()) extra.emplace_back("text_embeds", r.text_embeds);
+    } else if (kind == "clip-vision") {
+      auto clip = di::models::load_clip_vision(model_dir, opts, &report);
+      print_load("CLIPVision" + std::string(clip->config().with_projection ? "ModelWithProjection" : "Model") + " from '" + model_dir + "'",
+                 *clip, report, dtype, device, seconds());
+      const auto r = clip->forward(to(input(in, "pixel_values", true, kind)));
+      extra = {{"last_hidden_state", r.last_hidden_state}, {"pooler_output", r.pooler_output}};
+      if (r.image_embeds.defined()) extra.emplace_back("image_embeds", r.image_embeds);
     } else {
       auto vae = di::models::load_vae(model_dir, opts, di::models::VaeParts::kDecoderOnly, &report);
       print_load("AutoencoderKL decoder from '" + model_dir + "'", *vae, report, dtype, device, seconds());
@@ -94,10 +114,14 @@ int main(int argc, char** argv) {
       out = vae->decode(to(input(in, "latents", true, kind)));
       std::printf("decode: %.3f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count());
     }
-    out = out.to(torch::kCPU, torch::kFloat).contiguous();
-    TORCH_CHECK(torch::isfinite(out).all().item<bool>(), "di_run_model: the output has non-finite values (wrong dtype for this model? try --dtype fp32)");
-    di::io::write_safetensors(outputs_path, {{"sample", out}}, {{"format", "pt"}, {"producer", "di_run_model"}});
-    std::printf("wrote 'sample' %s to '%s'\n", c10::str(out.sizes()).c_str(), outputs_path.c_str());
+    if (out.defined()) extra.insert(extra.begin(), {"sample", out});
+    for (auto& [name, t] : extra) {
+      t = t.to(torch::kCPU, torch::kFloat).contiguous();
+      TORCH_CHECK(torch::isfinite(t).all().item<bool>(), "di_run_model: output '", name,
+                  "' has non-finite values (wrong dtype for this model? try --dtype fp32)");
+    }
+    di::io::write_safetensors(outputs_path, extra, {{"format", "pt"}, {"producer", "di_run_model"}});
+    for (const auto& [name, t] : extra) std::printf("wrote '%s' %s to '%s'\n", name.c_str(), c10::str(t.sizes()).c_str(), outputs_path.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "di_run_model: %s\n", e.what());
     return 1;

@@ -41,12 +41,19 @@ def main():
         key = "out.decoded" if model_name == "vae" else "out.sample"
         rows.append((f"di_run_model --kind {'vae-decoder' if model_name == 'vae' else 'unet'} ({model_name})",
                      rel(load_file(path)["sample"], expected[key])))
+    for model_name, keys in (("clip_text", ("last_hidden_state", "pooler_output")),
+                             ("clip_text_proj", ("last_hidden_state", "pooler_output", "text_embeds")),
+                             ("clip_vision_proj", ("last_hidden_state", "image_embeds"))):
+        got = load_file(os.path.join(runs, model_name + ".safetensors"))
+        expected = load_file(os.path.join(fixtures, model_name, "expected.safetensors"))
+        kind = "clip-vision" if "vision" in model_name else "clip-text"
+        rows.append((f"di_run_model --kind {kind} ({model_name}: {', '.join(keys)})", max(rel(got[k], expected["out." + k]) for k in keys)))
     for what, err in rows:
         ok = err <= TOL
         failed |= not ok
         print(f"| {what} | {err:.2e} | {'ok' if ok else 'FAIL'} |")
-    if len(rows) < 7:
-        print(f"check_outputs: expected 7 checks, ran {len(rows)}")
+    if len(rows) < 10:
+        print(f"check_outputs: expected 10 checks, ran {len(rows)}")
         failed = True
     sys.exit(1 if failed else 0)
 

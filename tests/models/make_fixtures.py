@@ -107,16 +107,99 @@ def vae_fixture(out_dir, batch=2):
     return sum(p.numel() for p in model.parameters())
 
 
+CLIP_TEXT = {
+    # A plain CLIPTextModel with the legacy eos_token_id = 2 (pooled token = argmax of the ids) and gelu.
+    "clip_text": dict(cls="CLIPTextModel", vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                      num_attention_heads=4, max_position_embeddings=16, hidden_act="gelu", eos_token_id=2, bos_token_id=0,
+                      pad_token_id=1),
+    # CLIPTextModelWithProjection (SDXL's second encoder's kind): CLIP's own vocabulary size and ids, quick_gelu.
+    "clip_text_proj": dict(cls="CLIPTextModelWithProjection", vocab_size=49408, hidden_size=16, intermediate_size=48,
+                           num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=12, projection_dim=8),
+}
+
+
+def clip_text_fixture(name, spec, out_dir, batch=2):
+    import transformers
+    spec = dict(spec)
+    cls = getattr(transformers, spec.pop("cls"))
+    torch.manual_seed(0)
+    config = transformers.CLIPTextConfig(**spec)
+    model = cls(config).eval()
+    folder = os.path.join(out_dir, name)
+    model.save_pretrained(folder)
+    gen = torch.Generator().manual_seed(1)
+    length = spec["max_position_embeddings"]
+    ids = torch.randint(3, spec["vocab_size"] - 2, (batch, length), generator=gen)
+    eos = config.eos_token_id
+    ids[0, 5] = eos  # an end-of-text token, then padding with it (as SD's tokenizers pad)
+    ids[0, 6:] = eos
+    ids[1, length - 1] = eos
+    ids[:, 0] = config.bos_token_id
+    out = model(ids, output_hidden_states=True)
+    outputs = {"last_hidden_state": out.last_hidden_state, "penultimate": out.hidden_states[-2]}
+    if isinstance(model, transformers.CLIPTextModelWithProjection):
+        outputs["pooler_output"] = model.text_model(ids).pooler_output  # the same tokens' states, a second graph
+        outputs["text_embeds"] = out.text_embeds
+    else:
+        outputs["pooler_output"] = out.pooler_output
+    cots = {k: torch.randn(v.shape, generator=gen) for k, v in outputs.items()}
+    sum((outputs[k] * cots[k]).sum() for k in outputs).backward()
+    expected = {f"out.{k}": v.detach().contiguous() for k, v in outputs.items()}
+    expected.update(param_grads(model))
+    save_file({"input_ids": ids, **{f"cot.{k}": v for k, v in cots.items()}}, os.path.join(folder, "inputs.safetensors"))
+    save_file(expected, os.path.join(folder, "expected.safetensors"))
+    return sum(p.numel() for p in model.parameters())
+
+
+CLIP_VISION = {
+    "clip_vision": dict(cls="CLIPVisionModel", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        image_size=32, patch_size=8, hidden_act="gelu"),
+    "clip_vision_proj": dict(cls="CLIPVisionModelWithProjection", hidden_size=24, intermediate_size=48, num_hidden_layers=2,
+                             num_attention_heads=2, image_size=28, patch_size=7, projection_dim=12),
+}
+
+
+def clip_vision_fixture(name, spec, out_dir, batch=2):
+    import transformers
+    spec = dict(spec)
+    cls = getattr(transformers, spec.pop("cls"))
+    torch.manual_seed(0)
+    model = cls(transformers.CLIPVisionConfig(**spec)).eval()
+    folder = os.path.join(out_dir, name)
+    model.save_pretrained(folder)
+    gen = torch.Generator().manual_seed(1)
+    pixels = torch.randn(batch, 3, spec["image_size"], spec["image_size"], generator=gen).requires_grad_(True)
+    out = model(pixels)
+    outputs = {"last_hidden_state": out.last_hidden_state}
+    if isinstance(model, transformers.CLIPVisionModelWithProjection):
+        outputs["image_embeds"] = out.image_embeds
+    else:
+        outputs["pooler_output"] = out.pooler_output
+    cots = {k: torch.randn(v.shape, generator=gen) for k, v in outputs.items()}
+    sum((outputs[k] * cots[k]).sum() for k in outputs).backward()
+    expected = {f"out.{k}": v.detach().contiguous() for k, v in outputs.items()}
+    expected["grad.input.pixel_values"] = pixels.grad
+    expected.update(param_grads(model))
+    save_file({"pixel_values": pixels.detach(), **{f"cot.{k}": v for k, v in cots.items()}}, os.path.join(folder, "inputs.safetensors"))
+    save_file(expected, os.path.join(folder, "expected.safetensors"))
+    return sum(p.numel() for p in model.parameters())
+
+
 def main():
     out_dir = sys.argv[1]
     os.makedirs(out_dir, exist_ok=True)
     torch.set_num_threads(1)
     counts = {name: unet_fixture(name, cfg, out_dir) for name, cfg in UNETS.items()}
     counts["vae"] = vae_fixture(out_dir)
+    for name, spec in CLIP_TEXT.items():
+        counts[name] = clip_text_fixture(name, spec, out_dir)
+    for name, spec in CLIP_VISION.items():
+        counts[name] = clip_vision_fixture(name, spec, out_dir)
     import diffusers
+    import transformers
     import safetensors
     with open(os.path.join(out_dir, "versions.json"), "w") as f:
-        json.dump({"torch": torch.__version__, "diffusers": diffusers.__version__, "safetensors": safetensors.__version__,
+        json.dump({"torch": torch.__version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__, "safetensors": safetensors.__version__,
                    "parameters": counts}, f, indent=1)
     print("fixtures:", ", ".join(f"{k} ({v} parameters)" for k, v in counts.items()))
 

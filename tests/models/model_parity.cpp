@@ -11,9 +11,11 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -146,6 +148,82 @@ void vae_parity(const fs::path& dir) {
   row("vae (decoder only)", "forward", d, kForwardTol);
 }
 
+// transformers 5 names a plain CLIP model's tensors without its `text_model.`/`vision_model.` prefix;
+// compare by the canonical name, with the zero-gradient rule of compare_params.
+void compare_params_renamed(const std::string& name, torch::nn::Module& m, const di::io::SafetensorsFile& expected,
+                            const std::function<std::string(const std::string&)>& canonical) {
+  std::vector<std::pair<std::string, torch::Tensor>> renamed;
+  for (const auto& e : expected.tensors())
+    if (e.name.rfind("grad.param.", 0) == 0) renamed.emplace_back(canonical(e.name.substr(11)), expected.read(e.name));
+  Worst w;
+  double sum_sq = 0;
+  for (const auto& [n, g] : renamed) sum_sq += std::pow(g.to(torch::kDouble).norm().item<double>(), 2);
+  const double zero_scale = 1e-6 * std::sqrt(sum_sq / std::max<size_t>(renamed.size(), 1));
+  auto params = m.named_parameters(true);
+  TORCH_CHECK(static_cast<int64_t>(renamed.size()) == static_cast<int64_t>(params.size()), name, ": ", renamed.size(),
+              " recorded parameter gradients, ", params.size(), " parameters");
+  for (const auto& [n, want] : renamed) {
+    TORCH_CHECK(params.contains(n), name, ": no parameter '", n, "'");
+    const auto g = params[n].grad();
+    TORCH_CHECK(g.defined(), name, ": no gradient for '", n, "'");
+    if (want.to(torch::kDouble).norm().item<double>() < zero_scale)
+      w.add((g.to(torch::kDouble) - want.to(torch::kDouble)).norm().item<double>() / (1e6 * zero_scale), n + " (zero)");
+    else w.add(rel_error(g, want), n);
+  }
+  row(name, "grad, every parameter", w, kGradTol);
+}
+
+void clip_vision_parity(const std::string& name, const fs::path& dir) {
+  di::io::LoadReport report;
+  auto clip = di::models::load_clip_vision(dir.string(), {}, &report);
+  TORCH_CHECK(report.clean(), name, ": ", report.summary());
+  di::io::SafetensorsFile in((dir / "inputs.safetensors").string());
+  di::io::SafetensorsFile expected((dir / "expected.safetensors").string());
+  zero_grads(*clip);
+  const auto pixels = in.read("pixel_values").requires_grad_(true);
+  const auto out = clip->forward(pixels);
+  std::vector<std::pair<std::string, torch::Tensor>> got{{"last_hidden_state", out.last_hidden_state}};
+  got.emplace_back(out.image_embeds.defined() ? "image_embeds" : "pooler_output", out.image_embeds.defined() ? out.image_embeds : out.pooler_output);
+  torch::Tensor loss = torch::zeros({});
+  Worst fwd;
+  for (const auto& [k, v] : got) {
+    fwd.add(rel_error(v, expected.read("out." + k)), k);
+    loss = loss + (v * in.read("cot." + k)).sum();
+  }
+  row(name, "forward (last, pooled or image_embeds)", fwd, kForwardTol);
+  loss.backward();
+  Worst gin;
+  gin.add(rel_error(pixels.grad(), expected.read("grad.input.pixel_values")), "pixel_values");
+  row(name, "grad, inputs", gin, kGradTol);
+  compare_params_renamed(name, *clip, expected, di::models::clip_vision_canonical_name);
+}
+
+void clip_text_parity(const std::string& name, const fs::path& dir) {
+  di::io::LoadReport report;
+  auto clip = di::models::load_clip_text(dir.string(), {}, &report);
+  TORCH_CHECK(report.clean(), name, ": ", report.summary());
+  di::io::SafetensorsFile in((dir / "inputs.safetensors").string());
+  di::io::SafetensorsFile expected((dir / "expected.safetensors").string());
+  zero_grads(*clip);
+  const auto out = clip->forward(in.read("input_ids"), /*keep_hidden_states=*/true);
+  std::vector<std::pair<std::string, torch::Tensor>> got{{"last_hidden_state", out.last_hidden_state},
+                                                         {"penultimate", out.hidden_states[out.hidden_states.size() - 2]},
+                                                         {"pooler_output", out.pooler_output}};
+  if (out.text_embeds.defined()) got.emplace_back("text_embeds", out.text_embeds);
+  torch::Tensor loss = torch::zeros({});
+  Worst fwd;
+  for (const auto& [k, v] : got) {
+    fwd.add(rel_error(v, expected.read("out." + k)), k);
+    loss = loss + (v * in.read("cot." + k)).sum();
+  }
+  TORCH_CHECK(static_cast<int64_t>(got.size()) == static_cast<int64_t>(std::count_if(expected.tensors().begin(), expected.tensors().end(),
+                                                                    [](const auto& e) { return e.name.rfind("out.", 0) == 0; })),
+              name, ": output count differs");
+  row(name, "forward (last, penultimate, pooled[, text_embeds])", fwd, kForwardTol);
+  loss.backward();
+  compare_params_renamed(name, *clip, expected, di::models::clip_text_canonical_name);
+}
+
 /// A "trained" SD-1.x-style UNet (its weights moved off diffusers' initialisation), exported in
 /// each dtype, read back by load_unet, and its output recorded for check_export.py.
 void export_unet(const fs::path& fixture, const fs::path& out_dir) {
@@ -227,6 +305,10 @@ int main(int argc, char** argv) {
     std::printf("| model | quantity | tensors | worst relative error | worst tensor | |\n|---|---|---|---|---|---|\n");
     for (const char* name : {"sd15", "sd2", "sdxl"}) unet_parity(name, fixtures / name);
     vae_parity(fixtures / "vae");
+    for (const char* name : {"clip_text", "clip_text_proj"})
+      if (fs::exists(fixtures / name)) clip_text_parity(name, fixtures / name);
+    for (const char* name : {"clip_vision", "clip_vision_proj"})
+      if (fs::exists(fixtures / name)) clip_vision_parity(name, fixtures / name);
     // The adapters take the UNet as it is: SD 2.x's v-prediction through VPrediction.
     {
       auto unet = di::models::load_unet((fixtures / "sd2").string());

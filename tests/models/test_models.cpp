@@ -381,3 +381,80 @@ TEST_CASE("a config.json asking for a model its weights do not hold is refused b
   CHECK(msg.find("mis-shaped") != std::string::npos);
   CHECK(counter.peak_bytes() < (1 << 20));
 }
+
+TEST_CASE("CLIP text encoders of SD1.5 and SDXL from their published configs have their published parameter counts; names are transformers'",
+          "[models][clip]") {
+  const auto meta = dm::BuildOptions().device(torch::kMeta).init(dm::Init::kEmpty);
+  dm::ClipTextModel sd15(dm::ClipTextConfig::from_file(source_dir() + "/configs/sd15_text_encoder.json"), meta);
+  CHECK(dm::count_parameters(*sd15) == 123060480);  // CLIP ViT-L/14's text model (transformers counts the same)
+  dm::ClipTextModel xl2(dm::ClipTextConfig::from_file(source_dir() + "/configs/sdxl_text_encoder_2.json"), meta);
+  CHECK(dm::count_parameters(*xl2) == 694659840);  // OpenCLIP ViT-bigG's text model with projection
+  const auto names = xl2->named_parameters();
+  CHECK(names.contains("text_model.embeddings.token_embedding.weight"));
+  CHECK(names.contains("text_model.encoder.layers.31.mlp.fc2.bias"));
+  CHECK(names.contains("text_model.final_layer_norm.weight"));
+  CHECK(names["text_projection.weight"].sizes() == c10::IntArrayRef({1280, 1280}));
+  CHECK(dm::clip_text_canonical_name("encoder.layers.0.mlp.fc1.weight") == "text_model.encoder.layers.0.mlp.fc1.weight");
+  CHECK(dm::clip_text_canonical_name("text_projection.weight") == "text_projection.weight");
+  auto refuse = [](const std::string& json, const std::string& needle) {
+    const auto msg = error_of([&] { dm::ClipTextConfig::from_json(json, "clip config"); });
+    INFO(msg);
+    CHECK(msg.find(needle) != std::string::npos);
+  };
+  refuse(R"({"architectures": ["CLIPModel"]})", "not a CLIPTextModel");
+  refuse(R"({"hidden_act": "relu"})", "hidden_act 'relu'");
+  refuse(R"({"hidden_size": 30, "num_attention_heads": 4})", "does not split into 4 heads");
+  refuse(R"({"rope_theta": 10000})", "rope_theta");
+  const auto vmsg = error_of([] { dm::ClipVisionConfig::from_json(R"({"image_size": 30, "patch_size": 7})", "vision config"); });
+  CHECK(vmsg.find("not a positive multiple of patch_size") != std::string::npos);
+}
+
+TEST_CASE("CLIP text: pooling at the end-of-text token (new and legacy ids), input checks, gradients to the embeddings", "[models][clip]") {
+  torch::manual_seed(7);
+  auto cfg = dm::ClipTextConfig::from_json(R"({"architectures": ["CLIPTextModelWithProjection"], "vocab_size": 60, "hidden_size": 16,
+      "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 8, "projection_dim": 4,
+      "eos_token_id": 59, "bos_token_id": 58})");
+  dm::ClipTextModel clip(cfg, dm::BuildOptions().dtype(torch::kDouble));
+  auto ids = torch::tensor({58, 5, 6, 59, 59, 59, 59, 59, 58, 7, 8, 9, 10, 11, 12, 59}, torch::kLong).view({2, 8});
+  const auto out = clip->forward(ids, true);
+  CHECK(out.hidden_states.size() == 3);
+  CHECK(torch::equal(out.pooler_output[0], out.last_hidden_state[0][3]));  // the first end-of-text token
+  CHECK(torch::equal(out.pooler_output[1], out.last_hidden_state[1][7]));
+  CHECK(out.text_embeds.sizes() == c10::IntArrayRef({2, 4}));
+  // Causal: the states before a token do not depend on it.
+  auto changed = ids.clone();
+  changed[0][5] = 3;
+  CHECK(torch::allclose(clip->forward(changed).last_hidden_state.slice(1, 0, 5)[0], out.last_hidden_state.slice(1, 0, 5)[0]));
+  CHECK(error_of([&] { clip->forward(ids.to(torch::kInt)); }).find("int64") != std::string::npos);
+  CHECK(error_of([&] { clip->forward(torch::zeros({1, 9}, torch::kLong)); }).find("at most 8") != std::string::npos);
+  CHECK(error_of([&] { clip->forward(torch::full({1, 3}, 60, torch::kLong)); }).find("[0, 60)") != std::string::npos);
+  // Legacy configs (eos_token_id = 2): the pooled token is the largest id.
+  cfg.eos_token_id = 2;
+  dm::ClipTextModel legacy(cfg, dm::BuildOptions().dtype(torch::kDouble));
+  const auto lo = legacy->forward(torch::tensor({{58, 59, 3, 3}}, torch::kLong));
+  CHECK(torch::equal(lo.pooler_output[0], lo.last_hidden_state[0][1]));
+  // Gradients reach the token embeddings of the tokens used, and only those.
+  const auto e = legacy->forward(torch::tensor({{58, 4, 59}}, torch::kLong)).text_embeds.sum();
+  e.backward();
+  const auto g = legacy->token_embedding.grad();
+  CHECK(g[4].abs().sum().item<double>() > 0);
+  CHECK(g[5].abs().sum().item<double>() == 0);
+}
+
+TEST_CASE("CLIP vision and clip_preprocess: shapes, normalisation, gradients to pixels", "[models][clip]") {
+  torch::manual_seed(8);
+  dm::ClipVisionModel clip(dm::ClipVisionConfig::from_json(R"({"architectures": ["CLIPVisionModelWithProjection"], "hidden_size": 16,
+      "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 16, "patch_size": 4, "projection_dim": 6})"));
+  const auto images = torch::rand({2, 3, 24, 32}).requires_grad_(true);
+  const auto pixels = dm::clip_preprocess(images, 16);
+  CHECK(pixels.sizes() == c10::IntArrayRef({2, 3, 16, 16}));
+  // A grey image at CLIP's mean maps to zero.
+  const auto mean = torch::tensor({0.48145466, 0.4578275, 0.40821073}).view({1, 3, 1, 1}).expand({1, 3, 20, 20});
+  CHECK(dm::clip_preprocess(mean.contiguous(), 16).abs().max().item<double>() < 1e-5);
+  const auto out = clip->forward(pixels);
+  CHECK(out.last_hidden_state.sizes() == c10::IntArrayRef({2, 17, 16}));
+  CHECK(out.image_embeds.sizes() == c10::IntArrayRef({2, 6}));
+  out.image_embeds.square().sum().backward();
+  CHECK(images.grad().abs().sum().item<double>() > 0);
+  CHECK(error_of([&] { clip->forward(torch::zeros({1, 3, 20, 20})); }).find("run clip_preprocess first") != std::string::npos);
+}

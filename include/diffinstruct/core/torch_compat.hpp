@@ -13,6 +13,7 @@
 #include <torch/version.h>
 
 #include <cmath>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -40,15 +41,18 @@ Key optimizer_state_key(const torch::Tensor& p) {
 /// LibTorch 2.x has it as one op with fused CPU/CUDA kernels, which accumulate reduced precision in
 /// float32 themselves (diffusers calls the same op); 1.13 has not, so it is composed there, with
 /// the scores and softmax in float32 when `upcast` (diffusers' `upcast_softmax`/`upcast_attention`).
+/// With `causal`, query i attends to keys 0..i only.
 inline torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                                  bool upcast = false) {
+                                                  bool upcast = false, bool causal = false) {
 #if TORCH_VERSION_MAJOR >= 2
   (void)upcast;
-  return at::scaled_dot_product_attention(q, k, v);
+  return at::scaled_dot_product_attention(q, k, v, {}, 0.0, causal);
 #else
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   const auto compute = upcast && q.scalar_type() != torch::kDouble ? torch::kFloat : q.scalar_type();
   auto scores = torch::matmul(q.to(compute), k.to(compute).transpose(-1, -2)) * scale;
+  if (causal)
+    scores = scores + torch::full({q.size(-2), k.size(-2)}, -std::numeric_limits<double>::infinity(), scores.options()).triu(1);
   return torch::matmul(scores.softmax(-1).to(v.scalar_type()), v);
 #endif
 }

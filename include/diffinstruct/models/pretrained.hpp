@@ -16,6 +16,8 @@
 
 #include <diffinstruct/io/module_state.hpp>
 #include <diffinstruct/models/autoencoder_kl.hpp>
+#include <diffinstruct/models/clip_text.hpp>
+#include <diffinstruct/models/clip_vision.hpp>
 #include <diffinstruct/models/unet2d_condition.hpp>
 
 #include <cstring>
@@ -120,6 +122,36 @@ inline AutoencoderKL load_vae(const std::string& dir, const PretrainedOptions& o
       // Decoder only: the encoder's tensors in the file are expected, not unexpected.
       [decoder_only](const std::string& n) { return decoder_only && (n.rfind("encoder.", 0) == 0 || n.rfind("quant_conv.", 0) == 0); },
       report);
+}
+
+/// The weights file of a transformers model folder: model[.variant].safetensors, else its index.
+inline std::string transformers_weights_path(const std::string& dir, const std::string& variant = "") {
+  namespace fs = std::filesystem;
+  const std::string stem = "model" + (variant.empty() ? std::string() : "." + variant);
+  const fs::path single = fs::path(dir) / (stem + ".safetensors"), index = fs::path(dir) / (stem + ".safetensors.index.json");
+  if (fs::exists(single)) return single.string();
+  if (fs::exists(index)) return index.string();
+  TORCH_CHECK(false, "diffinstruct::models: '", dir, "' has neither ", stem, ".safetensors nor ", stem, ".safetensors.index.json",
+              fs::exists(fs::path(dir) / "pytorch_model.bin") ? " (it has a pickled pytorch_model.bin, which is not read: convert it with transformers' save_pretrained)" : "");
+}
+
+/// A transformers CLIPTextModel[WithProjection] folder (config.json + model.safetensors, or its
+/// sharded index) -> the model, in eval mode. Names with or without the `text_model.` prefix load.
+inline ClipTextModel load_clip_text(const std::string& dir, const PretrainedOptions& o = {}, io::LoadReport* report = nullptr) {
+  const auto config = ClipTextConfig::from_file((std::filesystem::path(dir) / "config.json").string());
+  const io::SafetensorsCheckpoint ckpt(transformers_weights_path(dir, o.variant()));
+  return detail::load_checked<ClipTextModel>(
+      dir, o, ckpt, io::LoadOptions().rename(clip_text_canonical_name), [&](const BuildOptions& b) { return ClipTextModel(config, b); },
+      [](const std::string&) { return false; }, report);
+}
+
+/// A transformers CLIPVisionModel[WithProjection] folder -> the model, in eval mode.
+inline ClipVisionModel load_clip_vision(const std::string& dir, const PretrainedOptions& o = {}, io::LoadReport* report = nullptr) {
+  const auto config = ClipVisionConfig::from_file((std::filesystem::path(dir) / "config.json").string());
+  const io::SafetensorsCheckpoint ckpt(transformers_weights_path(dir, o.variant()));
+  return detail::load_checked<ClipVisionModel>(
+      dir, o, ckpt, io::LoadOptions().rename(clip_vision_canonical_name), [&](const BuildOptions& b) { return ClipVisionModel(config, b); },
+      [](const std::string&) { return false; }, report);
 }
 
 /// Writes `config.json` and `diffusion_pytorch_model.safetensors` (floating-point tensors as
