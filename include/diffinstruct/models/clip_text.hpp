@@ -54,11 +54,7 @@ struct ClipTextConfig {
     c.with_projection = arch[0] == "CLIPTextModelWithProjection";
     const auto type = r.string("model_type", "clip_text_model");
     TORCH_CHECK(type == "clip_text_model", "diffinstruct::models: ", what, " has model_type '", type, "', expected clip_text_model");
-    // transformers' generic PretrainedConfig bookkeeping, none of which changes the computation here.
-    r.ignore({"_name_or_path", "transformers_version", "torch_dtype", "dtype", "initializer_range", "initializer_factor", "attention_dropout",
-              "dropout", "output_attentions", "output_hidden_states", "return_dict", "use_cache", "tie_word_embeddings", "is_decoder",
-              "is_encoder_decoder", "id2label", "label2id", "problem_type", "tokenizer_class", "prefix", "chunk_size_feed_forward",
-              "add_cross_attention", "pruned_heads", "torchscript", "_attn_implementation_autoset", "_commit_hash"});
+    r.ignore_transformers_bookkeeping();
     c.vocab_size = r.integer("vocab_size", c.vocab_size);
     c.hidden_size = r.integer("hidden_size", c.hidden_size);
     c.intermediate_size = r.integer("intermediate_size", c.intermediate_size);
@@ -119,7 +115,7 @@ class ClipTextModelImpl : public torch::nn::Module {
     const int64_t len = input_ids.size(1);
     TORCH_CHECK(len >= 1 && len <= c.max_position_embeddings, "diffinstruct::models::CLIPTextModel: ", len, " tokens; at most ",
                 c.max_position_embeddings, " (max_position_embeddings)");
-    TORCH_CHECK(input_ids.min().item<int64_t>() >= 0 && input_ids.max().item<int64_t>() < c.vocab_size, "diffinstruct::models::CLIPTextModel: ",
+    TORCH_CHECK(!(input_ids < 0).logical_or(input_ids >= c.vocab_size).any().item<bool>(), "diffinstruct::models::CLIPTextModel: ",
                 "token ids must lie in [0, ", c.vocab_size, ")");
     const auto ids = input_ids.to(token_embedding.device());
     ClipTextOutput out;

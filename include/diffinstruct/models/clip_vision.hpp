@@ -54,10 +54,7 @@ struct ClipVisionConfig {
     c.with_projection = arch[0] == "CLIPVisionModelWithProjection";
     const auto type = r.string("model_type", "clip_vision_model");
     TORCH_CHECK(type == "clip_vision_model", "diffinstruct::models: ", what, " has model_type '", type, "', expected clip_vision_model");
-    r.ignore({"_name_or_path", "transformers_version", "torch_dtype", "dtype", "initializer_range", "initializer_factor", "attention_dropout",
-              "dropout", "output_attentions", "output_hidden_states", "return_dict", "use_cache", "tie_word_embeddings", "is_decoder",
-              "is_encoder_decoder", "id2label", "label2id", "problem_type", "prefix", "chunk_size_feed_forward", "add_cross_attention",
-              "pruned_heads", "torchscript", "_attn_implementation_autoset", "_commit_hash"});
+    r.ignore_transformers_bookkeeping();
     c.hidden_size = r.integer("hidden_size", c.hidden_size);
     c.intermediate_size = r.integer("intermediate_size", c.intermediate_size);
     c.projection_dim = r.integer("projection_dim", c.projection_dim);

@@ -51,6 +51,13 @@ class ConfigReader {
   void ignore(std::initializer_list<const char*> keys) {
     for (const char* k : keys) used_.insert(k);
   }
+  /// transformers' generic PretrainedConfig bookkeeping, none of which changes a model's computation.
+  void ignore_transformers_bookkeeping() {
+    ignore({"_name_or_path", "transformers_version", "torch_dtype", "dtype", "initializer_range", "initializer_factor", "attention_dropout",
+            "dropout", "output_attentions", "output_hidden_states", "return_dict", "use_cache", "tie_word_embeddings", "is_decoder",
+            "is_encoder_decoder", "id2label", "label2id", "problem_type", "tokenizer_class", "prefix", "chunk_size_feed_forward",
+            "add_cross_attention", "pruned_heads", "torchscript", "_attn_implementation_autoset", "_commit_hash"});
+  }
 
   int64_t integer(const std::string& key, int64_t fallback) {
     const auto* v = take(key);

@@ -36,16 +36,27 @@ struct PretrainedOptions {
 };
 
 /// The weights file of a diffusers model folder: the single file if present, else the index.
-inline std::string diffusers_weights_path(const std::string& dir, const std::string& variant = "") {
+namespace detail {
+
+/// `<stem>[.variant].safetensors` in `dir`, else its sharded index; a pickled `bin_name` there is
+/// named in the error with the advice to convert it with `library`'s save_pretrained.
+inline std::string weights_path(const std::string& dir, const std::string& stem_base, const std::string& variant, const std::string& bin_name,
+                                const char* library) {
   namespace fs = std::filesystem;
-  const std::string stem = "diffusion_pytorch_model" + (variant.empty() ? std::string() : "." + variant);
-  const fs::path single = fs::path(dir) / (stem + ".safetensors");
-  const fs::path index = fs::path(dir) / (stem + ".safetensors.index.json");
+  const std::string stem = stem_base + (variant.empty() ? std::string() : "." + variant);
+  const fs::path single = fs::path(dir) / (stem + ".safetensors"), index = fs::path(dir) / (stem + ".safetensors.index.json");
   if (fs::exists(single)) return single.string();
   if (fs::exists(index)) return index.string();
-  const bool has_bin = fs::exists(fs::path(dir) / (stem + ".bin"));
   TORCH_CHECK(false, "diffinstruct::models: '", dir, "' has neither ", single.filename().string(), " nor ", index.filename().string(),
-              has_bin ? " (it has a pickled .bin, which is not read: convert it to safetensors with diffusers' save_pretrained)" : "");
+              fs::exists(fs::path(dir) / bin_name)
+                  ? c10::str(" (it has a pickled ", bin_name, ", which is not read: convert it to safetensors with ", library, "' save_pretrained)")
+                  : std::string());
+}
+
+} // namespace detail
+
+inline std::string diffusers_weights_path(const std::string& dir, const std::string& variant = "") {
+  return detail::weights_path(dir, "diffusion_pytorch_model", variant, "diffusion_pytorch_model.bin", "diffusers");
 }
 
 namespace detail {
@@ -126,13 +137,7 @@ inline AutoencoderKL load_vae(const std::string& dir, const PretrainedOptions& o
 
 /// The weights file of a transformers model folder: model[.variant].safetensors, else its index.
 inline std::string transformers_weights_path(const std::string& dir, const std::string& variant = "") {
-  namespace fs = std::filesystem;
-  const std::string stem = "model" + (variant.empty() ? std::string() : "." + variant);
-  const fs::path single = fs::path(dir) / (stem + ".safetensors"), index = fs::path(dir) / (stem + ".safetensors.index.json");
-  if (fs::exists(single)) return single.string();
-  if (fs::exists(index)) return index.string();
-  TORCH_CHECK(false, "diffinstruct::models: '", dir, "' has neither ", stem, ".safetensors nor ", stem, ".safetensors.index.json",
-              fs::exists(fs::path(dir) / "pytorch_model.bin") ? " (it has a pickled pytorch_model.bin, which is not read: convert it with transformers' save_pretrained)" : "");
+  return detail::weights_path(dir, "model", variant, "pytorch_model.bin", "transformers");
 }
 
 /// A transformers CLIPTextModel[WithProjection] folder (config.json + model.safetensors, or its

@@ -40,6 +40,7 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
     const auto& c = config_;
     c.validate();
     act_ = activation_from_name(c.act_fn, "act_fn");
+    if (!c.time_embedding_act_fn.empty()) time_embed_act_ = activation_from_name(c.time_embedding_act_fn, "time_embedding_act_fn");
     const size_t n = c.levels();
     const int64_t temb = c.time_embed_dim(), c0 = c.block_out_channels[0];
     conv_in = register_module("conv_in", Conv2d(c.in_channels, c0, c.conv_in_kernel, 1, (c.conv_in_kernel - 1) / 2, true, b));
@@ -107,7 +108,7 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
       auto ids = timestep_features(cond.time_ids.flatten(), c.addition_time_embed_dim, c.flip_sin_to_cos, c.freq_shift).reshape({batch, -1});
       emb = emb + add_embedding(torch::cat({cond.text_embeds.to(emb.scalar_type()), ids.to(emb.scalar_type())}, -1));
     }
-    if (!c.time_embedding_act_fn.empty()) emb = activate(activation_from_name(c.time_embedding_act_fn, "time_embedding_act_fn"), emb);
+    if (time_embed_act_) emb = activate(*time_embed_act_, emb);
     const auto& context = cond.encoder_hidden_states;
 
     // Sizes that are not multiples of 2^(levels−1) upsample to the skip's size, not by exactly 2.
@@ -166,6 +167,7 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
 
   UNet2DConditionConfig config_;
   Activation act_ = Activation::kSilu;
+  c10::optional<Activation> time_embed_act_;
   std::vector<DownBlock2D> down_;
   std::vector<UpBlock2D> up_;
 };
