@@ -2,6 +2,7 @@
 // user checks that a real checkpoint loads and reproduces Python's numbers.
 //
 //   di_run_model --model DIR --kind unet|vae-decoder|clip-text|clip-vision --inputs IN.safetensors --outputs OUT.safetensors
+//   di_run_model --model TOKENIZER_DIR --kind clip-tokenizer --text PROMPTS.txt --outputs OUT.safetensors
 //
 // unet:        inputs `sample`, `timestep`, `encoder_hidden_states` (+ `text_embeds`, `time_ids` for
 //              SDXL); output `sample` = UNet2DConditionModel(sample, timestep, encoder_hidden_states).
@@ -11,8 +12,14 @@
 //              penultimate layer `hidden_states_penultimate` (SDXL's), and `text_embeds` with a projection.
 // clip-vision: input `pixel_values` (preprocessed); outputs `last_hidden_state`, `pooler_output`, and
 //              `image_embeds` with a projection.
-// Inputs are cast to --dtype and moved to --device; outputs are written as float32.
+// clip-tokenizer: a transformers CLIPTokenizer folder (vocab.json, merges.txt, tokenizer_config.json);
+//              --text has one prompt per line (every line, blank ones too, is a prompt); output
+//              `input_ids` (int64 [N, 77]: padded and truncated as transformers does with
+//              padding="max_length", truncation=True).
+// Inputs are cast to --dtype and moved to --device; float outputs are written as float32.
 #include <diffinstruct/models/pretrained.hpp>
+#include <diffinstruct/text/clip_tokenizer.hpp>
+#include <diffinstruct/text/prompt_file.hpp>
 
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
@@ -57,11 +64,16 @@ void print_load(const std::string& what, const torch::nn::Module& m, const di::i
 
 int main(int argc, char** argv) {
   CLI::App app{"Run a diffusers model folder on tensors from a safetensors file"};
-  std::string model_dir, kind, inputs_path, outputs_path, dtype_name = "fp32", device_name = "cpu", variant;
+  std::string model_dir, kind, inputs_path, text_path, outputs_path, dtype_name = "fp32", device_name = "cpu", variant;
   bool lenient = false;
-  app.add_option("--model", model_dir, "diffusers model folder (config.json + diffusion_pytorch_model.safetensors)")->required();
-  app.add_option("--kind", kind, "unet | vae-decoder | clip-text | clip-vision")->required()->check(CLI::IsMember({"unet", "vae-decoder", "clip-text", "clip-vision"}));
-  app.add_option("--inputs", inputs_path, "safetensors file with the inputs")->required();
+  app.add_option("--model", model_dir, "model folder (config.json + *.safetensors), or a tokenizer folder")->required();
+  app.add_option("--kind", kind, "unet | vae-decoder | clip-text | clip-vision | clip-tokenizer")
+      ->required()
+      ->check(CLI::IsMember({"unet", "vae-decoder", "clip-text", "clip-vision", "clip-tokenizer"}));
+  app.add_option("--inputs", inputs_path, "safetensors file with the inputs (every kind but clip-tokenizer)");
+  app.add_option("--text", text_path, "clip-tokenizer: text file, one prompt per line");
+  std::string decoded_path;
+  app.add_option("--decoded", decoded_path, "clip-tokenizer: also write each row decoded back to text, as a JSON list");
   app.add_option("--outputs", outputs_path, "safetensors file to write (tensor 'sample')")->required();
   app.add_option("--dtype", dtype_name, "fp32 | fp16 | bf16 (weights and computation)");
   app.add_option("--device", device_name, "cpu, cuda, cuda:1, ...");
@@ -69,6 +81,30 @@ int main(int argc, char** argv) {
   app.add_flag("--non-strict", lenient, "load even if names or shapes differ (missing ones stay random); report them");
   CLI11_PARSE(app, argc, argv);
   try {
+    if (kind == "clip-tokenizer") {
+      TORCH_CHECK(!text_path.empty() && inputs_path.empty(), "di_run_model: --kind clip-tokenizer takes --text FILE and no --inputs");
+      const auto t0 = std::chrono::steady_clock::now();
+      const auto tokenizer = di::text::ClipTokenizer::from_folder(model_dir);
+      const auto prompts = di::text::read_prompt_file(text_path, {/*skip_blank_lines=*/false});
+      const torch::Tensor ids = tokenizer.batch(prompts);
+      std::printf("CLIP tokenizer from '%s': %lld tokens, %lld merges, pad id %lld; %zu prompts tokenized in %.3f s\n", model_dir.c_str(),
+                  static_cast<long long>(tokenizer.vocab_size()), static_cast<long long>(tokenizer.num_merges()),
+                  static_cast<long long>(tokenizer.pad_id()), prompts.size(),
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      di::io::write_safetensors(outputs_path, {{"input_ids", ids}}, {{"format", "pt"}, {"producer", "di_run_model"}});
+      std::printf("wrote 'input_ids' %s to '%s'\n", c10::str(ids.sizes()).c_str(), outputs_path.c_str());
+      if (!decoded_path.empty()) {
+        std::string json = "[";
+        for (int64_t i = 0; i < ids.size(0); ++i) {
+          const auto row = ids[i].contiguous();
+          const std::vector<int64_t> v(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + row.numel());
+          json += (i ? ",\n" : "\n") + di::io::json_quote(tokenizer.decode(v));
+        }
+        di::io::write_text_file_atomically(decoded_path, json + "\n]\n");
+      }
+      return 0;
+    }
+    TORCH_CHECK(!inputs_path.empty() && text_path.empty(), "di_run_model: --kind ", kind, " takes --inputs FILE (and no --text)");
     const auto dtype = parse_dtype(dtype_name);
     const torch::Device device(device_name);
     TORCH_CHECK(!device.is_cuda() || torch::cuda::is_available(), "di_run_model: --device ", device_name, " but no CUDA device is available");

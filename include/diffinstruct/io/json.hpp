@@ -2,7 +2,8 @@
 /// \file A strict, bounded JSON reader (and the string escaping a writer needs), for headers of files
 /// that may be hostile: safetensors headers and the configs that come with model folders. Refuses
 /// what RFC 8259 refuses, plus duplicate keys, nesting deeper than a limit and numbers that do not
-/// fit; never recurses deeper than that limit; allocates in proportion to its input.
+/// fit a double (an integer past int64 is read as a number, not an integer); never recurses deeper
+/// than that limit; allocates in proportion to its input.
 ///
 /// Example:
 ///   auto v = io::parse_json(text, "model.safetensors header");   // throws c10::Error naming it
@@ -290,14 +291,17 @@ class JsonParser {
       errno = 0;
       char* end = nullptr;
       const long long x = std::strtoll(text.c_str(), &end, 10);
-      if (errno == ERANGE) fail("integer " + text + " does not fit in 64 bits");
-      v.kind_ = JsonValue::Kind::kInteger;
-      v.int_ = x;
-    } else {
-      v.kind_ = JsonValue::Kind::kNumber;
-      v.num_ = std::strtod(text.c_str(), nullptr);
-      if (!std::isfinite(v.num_)) fail("number " + text + " is out of range");
+      if (errno != ERANGE) {
+        v.kind_ = JsonValue::Kind::kInteger;
+        v.int_ = x;
+        return;
+      }
+      // Past int64 (transformers writes model_max_length = 10^30 as an integer): a number, not an
+      // integer, so a reader that needs an integer still refuses it.
     }
+    v.kind_ = JsonValue::Kind::kNumber;
+    v.num_ = std::strtod(text.c_str(), nullptr);
+    if (!std::isfinite(v.num_)) fail("number " + text + " is out of range");
   }
 
   const std::string& s_;

@@ -16,6 +16,7 @@
 #include <diffinstruct/io/atomic_file.hpp>
 #include <diffinstruct/io/json.hpp>
 #include <diffinstruct/io/safetensors.hpp>
+#include <diffinstruct/io/small_file.hpp>
 
 #include <torch/torch.h>
 
@@ -90,7 +91,7 @@ class SafetensorsCheckpoint {
       for (const auto& e : files_[0]->tensors()) where_.emplace(e.name, 0);
       return;
     }
-    const std::string text = read_small_file(path, uint64_t{64} << 20);
+    const std::string text = read_small_file(path, uint64_t{64} << 20, "a safetensors index");
     const auto root = parse_json(text, "the index '" + path + "'", 8);
     auto bad = [&](const std::string& why) { TORCH_CHECK(false, "diffinstruct::io: '", path, "' is not a valid safetensors index: ", why); };
     if (!root.is_object()) bad("it is not a JSON object");
@@ -131,19 +132,6 @@ class SafetensorsCheckpoint {
   torch::Tensor read(const std::string& name) const { return file_of(name).read(name); }
   size_t num_files() const { return files_.size(); }
 
-  static std::string read_small_file(const std::string& path, uint64_t limit) {
-    std::ifstream in(path, std::ios::binary);
-    TORCH_CHECK(in, "diffinstruct::io: cannot open '", path, "'");
-    in.seekg(0, std::ios::end);
-    const auto size = static_cast<int64_t>(in.tellg());
-    TORCH_CHECK(size >= 0 && static_cast<uint64_t>(size) <= limit, "diffinstruct::io: '", path, "' has ", size, " bytes, more than the ",
-                limit, " accepted");
-    in.seekg(0);
-    std::string text(static_cast<size_t>(size), '\0');
-    in.read(text.data(), size);
-    TORCH_CHECK(in, "diffinstruct::io: cannot read '", path, "'");
-    return text;
-  }
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> files_;

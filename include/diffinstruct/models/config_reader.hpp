@@ -5,6 +5,7 @@
 /// for a feature this library does not implement never loads as a silently different model.
 
 #include <diffinstruct/io/json.hpp>
+#include <diffinstruct/io/small_file.hpp>
 
 #include <torch/torch.h>
 
@@ -19,17 +20,7 @@ namespace models {
 
 /// The text of a config file, refusing what cannot be one (missing, unreadable, over 16 MB).
 inline std::string read_config_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  TORCH_CHECK(in, "diffinstruct::models: cannot open '", path, "'");
-  in.seekg(0, std::ios::end);
-  const auto size = static_cast<int64_t>(in.tellg());
-  TORCH_CHECK(size >= 0 && size <= (int64_t{16} << 20), "diffinstruct::models: '", path, "' has ", size,
-              " bytes; a config.json of more than 16 MB is not a model config");
-  in.seekg(0);
-  std::string text(static_cast<size_t>(size), '\0');
-  in.read(text.data(), size);
-  TORCH_CHECK(in, "diffinstruct::models: cannot read '", path, "'");
-  return text;
+  return io::read_small_file(path, uint64_t{16} << 20, "a model config.json (at most 16 MB)");
 }
 
 /// A config.json being read; `finish()` refuses whatever was not read.
