@@ -5,6 +5,7 @@
 #include <diffinstruct/di_star.hpp>
 #include <diffinstruct/memory/counting_allocator.hpp>
 #include <diffinstruct/models/pretrained.hpp>
+#include "one_step_unet.hpp"
 
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
@@ -256,20 +257,7 @@ TEST_CASE("hostile sharded indexes are refused by name", "[models][io][hostile]"
   CHECK(error_of([&] { dm::load_unet(dir.string()); }).find("config.json") != std::string::npos);
 }
 
-namespace {
-/// A one-step generator in the SD-Turbo manner: a UNet evaluated at the last timestep, its ε̂ turned
-/// into x0 for the schedule's α, σ there.
-struct OneStepUNetImpl : torch::nn::Module {
-  dm::UNet2DConditionModel unet;
-  double alpha, sigma;
-  OneStepUNetImpl(dm::UNet2DConditionModel u, double a, double s) : unet(register_module("unet", std::move(u))), alpha(a), sigma(s) {}
-  torch::Tensor forward(const torch::Tensor& z, const dm::TextCondition& c) {
-    const auto t = torch::full({z.size(0)}, 999, torch::kLong);
-    return (z - sigma * unet->forward(z, t, c)) / alpha;
-  }
-};
-TORCH_MODULE(OneStepUNet);
-} // namespace
+using test_models::OneStepUNet;
 
 TEST_CASE("a DI* trainer runs on diffusers-style UNets with text conditions and CFG: only the generator and assistant move",
           "[models][trainer]") {

@@ -2,6 +2,8 @@
 // CLIP tokenizer on a vocabulary small enough to reason about (BPE order, special tokens, truncation,
 // padding, decoding, a very long word), hostile tokenizer files, and prompt files. Parity with
 // transformers itself is tests/text/run_parity.sh.
+#include "tiny_vocab.hpp"
+
 #include <diffinstruct/text/clip_tokenizer.hpp>
 #include <diffinstruct/text/prompt_file.hpp>
 
@@ -27,45 +29,12 @@ void write(const fs::path& p, const std::string& text) { std::ofstream(p, std::i
 
 std::u32string nfc_of(const std::string& utf8) { return dt::nfc(dt::decode_utf8(utf8, "test")); }
 
-// A vocabulary in CLIP's layout: the 256 byte symbols, the same with "</w>", merged tokens, specials.
-struct TinyVocab {
-  std::vector<std::string> tokens;
-  explicit TinyVocab(const std::vector<std::string>& merged) {
-    std::vector<std::string> bytes;
-    for (int b = 0; b < 256; ++b) {
-      const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-      if (printable) bytes.push_back(dt::encode_utf8(std::u32string(1, static_cast<char32_t>(b))));
-    }
-    int shifted = 0;
-    for (int b = 0; b < 256; ++b) {
-      const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-      if (!printable) bytes.push_back(dt::encode_utf8(std::u32string(1, static_cast<char32_t>(256 + shifted++))));
-    }
-    tokens = bytes;
-    for (const auto& b : bytes) tokens.push_back(b + "</w>");
-    for (const auto& m : merged) tokens.push_back(m);
-    tokens.push_back("<|startoftext|>");
-    tokens.push_back("<|endoftext|>");
-  }
-  std::string json() const {
-    std::string s = "{";
-    for (size_t i = 0; i < tokens.size(); ++i) s += (i ? "," : "") + diffinstruct::io::json_quote(tokens[i]) + ":" + std::to_string(i);
-    return s + "}";
-  }
-  int64_t id(const std::string& t) const {
-    for (size_t i = 0; i < tokens.size(); ++i) {
-      if (tokens[i] == t) return static_cast<int64_t>(i);
-    }
-    throw std::runtime_error("no token " + t);
-  }
-};
-
 // Merges of "cat" and "a", learnt in the order BPE would: c+a, ca+t</w>, then a space-free "a</w>".
 const std::vector<std::string> kMerged = {"ca", "cat</w>", "do", "dog</w>", "aa"};
 const std::string kMerges = "#version: 0.2\nc a\nca t</w>\nd o\ndo g</w>\na a\n";
 
 dt::ClipTokenizer tiny_tokenizer(dt::ClipSpecialTokens special = {}) {
-  return dt::ClipTokenizer(TinyVocab(kMerged).json(), kMerges, std::move(special), "the tiny tokenizer");
+  return dt::ClipTokenizer(test_text::TinyVocab(kMerged).json(), kMerges, std::move(special), "the tiny tokenizer");
 }
 
 template <typename F>
@@ -123,7 +92,7 @@ TEST_CASE("text: lower-casing and character classes", "[text]") {
 }
 
 TEST_CASE("text: CLIP tokenizer on a vocabulary worked out by hand", "[text]") {
-  const TinyVocab v(kMerged);
+  const test_text::TinyVocab v(kMerged);
   const auto tok = tiny_tokenizer();
   CHECK(tok.vocab_size() == 512 + 5 + 2);
   CHECK(tok.num_merges() == 5);
@@ -167,7 +136,7 @@ TEST_CASE("text: CLIP tokenizer on a vocabulary worked out by hand", "[text]") {
 }
 
 TEST_CASE("text: BPE of a very long word is right and does not go quadratic", "[text]") {
-  const TinyVocab v(kMerged);
+  const test_text::TinyVocab v(kMerged);
   const auto tok = tiny_tokenizer();
   // 200 000 a's: "a a" merges left to right into 99 999 "aa", then "a" and "a</w>".
   const auto ids = tok.encode(std::string(200000, 'a'));
@@ -182,7 +151,7 @@ TEST_CASE("text: BPE of a very long word is right and does not go quadratic", "[
 }
 
 TEST_CASE("text: hostile tokenizer files are refused by name", "[text][hostile]") {
-  const std::string vocab = TinyVocab(kMerged).json();
+  const std::string vocab = test_text::TinyVocab(kMerged).json();
   refuses([&] { dt::ClipTokenizer("{\"a\": 0,", kMerges); }, "vocab.json");
   refuses([&] { dt::ClipTokenizer("[1, 2]", kMerges); }, "must be an object of token -> id, got an array");
   refuses([&] { dt::ClipTokenizer("{}", ""); }, "vocab.json is empty");

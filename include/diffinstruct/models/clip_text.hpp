@@ -47,8 +47,22 @@ struct ClipTextConfig {
 
   static ClipTextConfig from_json(const std::string& text, const std::string& what = "config.json") {
     ConfigReader r(text, what);
+    return read(r, what);
+  }
+  /// From the `text_config` of a CLIPModel's config.json: its projection is the CLIPModel's
+  /// (projection_dim comes from the outer config).
+  static ClipTextConfig from_clip_model(const io::JsonValue& sub, int64_t projection_dim, const std::string& what) {
+    ConfigReader r(sub, what);
+    ClipTextConfig c = read(r, what, /*in_clip_model=*/true);
+    c.with_projection = true;
+    c.projection_dim = projection_dim;
+    c.validate(what);
+    return c;
+  }
+  static ClipTextConfig read(ConfigReader& r, const std::string& what, bool in_clip_model = false) {
     ClipTextConfig c;
-    const auto arch = r.strings("architectures", {"CLIPTextModel"});
+    if (in_clip_model) r.ignore({"architectures"});
+    const auto arch = in_clip_model ? std::vector<std::string>{"CLIPTextModel"} : r.strings("architectures", {"CLIPTextModel"});
     TORCH_CHECK(arch.size() == 1 && (arch[0] == "CLIPTextModel" || arch[0] == "CLIPTextModelWithProjection"), "diffinstruct::models: ", what,
                 " describes ", arch.empty() ? std::string("no architecture") : arch[0], ", not a CLIPTextModel[WithProjection]");
     c.with_projection = arch[0] == "CLIPTextModelWithProjection";

@@ -47,8 +47,22 @@ struct ClipVisionConfig {
 
   static ClipVisionConfig from_json(const std::string& text, const std::string& what = "config.json") {
     ConfigReader r(text, what);
+    return read(r, what);
+  }
+  /// From the `vision_config` of a CLIPModel's config.json: its projection is the CLIPModel's
+  /// (projection_dim comes from the outer config).
+  static ClipVisionConfig from_clip_model(const io::JsonValue& sub, int64_t projection_dim, const std::string& what) {
+    ConfigReader r(sub, what);
+    ClipVisionConfig c = read(r, what, /*in_clip_model=*/true);
+    c.with_projection = true;
+    c.projection_dim = projection_dim;
+    c.validate(what);
+    return c;
+  }
+  static ClipVisionConfig read(ConfigReader& r, const std::string& what, bool in_clip_model = false) {
     ClipVisionConfig c;
-    const auto arch = r.strings("architectures", {"CLIPVisionModel"});
+    if (in_clip_model) r.ignore({"architectures"});
+    const auto arch = in_clip_model ? std::vector<std::string>{"CLIPVisionModel"} : r.strings("architectures", {"CLIPVisionModel"});
     TORCH_CHECK(arch.size() == 1 && (arch[0] == "CLIPVisionModel" || arch[0] == "CLIPVisionModelWithProjection"), "diffinstruct::models: ",
                 what, " describes ", arch.empty() ? std::string("no architecture") : arch[0], ", not a CLIPVisionModel[WithProjection]");
     c.with_projection = arch[0] == "CLIPVisionModelWithProjection";

@@ -31,6 +31,10 @@ class ConfigReader {
     root_ = io::parse_json(json_text, what_, /*max_depth=*/16);
     TORCH_CHECK(root_.is_object(), "diffinstruct::models: ", what_, " is not a JSON object");
   }
+  /// A config that is part of another (a CLIPModel's text_config, say).
+  ConfigReader(const io::JsonValue& root, std::string what) : what_(std::move(what)), root_(root) {
+    TORCH_CHECK(root_.is_object(), "diffinstruct::models: ", what_, " is not a JSON object");
+  }
   static ConfigReader from_file(const std::string& path) { return ConfigReader(read_config_text(path), "'" + path + "'"); }
 
   const std::string& what() const { return what_; }
@@ -48,6 +52,14 @@ class ConfigReader {
             "dropout", "output_attentions", "output_hidden_states", "return_dict", "use_cache", "tie_word_embeddings", "is_decoder",
             "is_encoder_decoder", "id2label", "label2id", "problem_type", "tokenizer_class", "prefix", "chunk_size_feed_forward",
             "add_cross_attention", "pruned_heads", "torchscript", "_attn_implementation_autoset", "_commit_hash"});
+    // transformers 4.x writes every generation default into each sub-config of a composite model
+    // (a CLIPModel's text_config and vision_config); an encoder never generates.
+    ignore({"bad_words_ids", "begin_suppress_tokens", "cross_attention_hidden_size", "decoder_start_token_id", "diversity_penalty",
+            "do_sample", "early_stopping", "encoder_no_repeat_ngram_size", "exponential_decay_length_penalty", "finetuning_task",
+            "forced_bos_token_id", "forced_eos_token_id", "length_penalty", "max_length", "min_length", "no_repeat_ngram_size",
+            "num_beam_groups", "num_beams", "num_return_sequences", "output_scores", "remove_invalid_values", "repetition_penalty",
+            "return_dict_in_generate", "sep_token_id", "suppress_tokens", "task_specific_params", "temperature", "tf_legacy_loss",
+            "tie_encoder_decoder", "top_k", "top_p", "typical_p", "use_bfloat16"});
   }
 
   int64_t integer(const std::string& key, int64_t fallback) {

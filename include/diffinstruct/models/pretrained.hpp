@@ -16,10 +16,10 @@
 
 #include <diffinstruct/io/module_state.hpp>
 #include <diffinstruct/models/autoencoder_kl.hpp>
-#include <diffinstruct/models/clip_text.hpp>
-#include <diffinstruct/models/clip_vision.hpp>
+#include <diffinstruct/models/clip_model.hpp>
 #include <diffinstruct/models/unet2d_condition.hpp>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -157,6 +157,36 @@ inline ClipVisionModel load_clip_vision(const std::string& dir, const Pretrained
   return detail::load_checked<ClipVisionModel>(
       dir, o, ckpt, io::LoadOptions().rename(clip_vision_canonical_name), [&](const BuildOptions& b) { return ClipVisionModel(config, b); },
       [](const std::string&) { return false; }, report);
+}
+
+/// A transformers CLIPModel folder (OpenAI's CLIP, PickScore, ...) -> both towers with their
+/// projections and logit_scale, in eval mode. `parts`: text only, vision only, or both; the other
+/// tower's tensors in the file are skipped, not refused.
+enum class ClipTowers { kBoth, kText, kVision };
+inline ClipModelParts load_clip_model(const std::string& dir, const PretrainedOptions& o = {}, ClipTowers towers = ClipTowers::kBoth) {
+  const auto config = ClipModelConfig::from_file((std::filesystem::path(dir) / "config.json").string());
+  const io::SafetensorsCheckpoint ckpt(transformers_weights_path(dir, o.variant()));
+  auto starts = [](const std::string& n, const char* p) { return n.rfind(p, 0) == 0; };
+  auto vision_name = [&](const std::string& n) { return starts(n, "vision_model.") || starts(n, "visual_projection."); };
+  auto text_name = [&](const std::string& n) { return starts(n, "text_model.") || starts(n, "text_projection."); };
+  // position_ids: a buffer transformers 4.x wrote into some checkpoints; it is arange, never a weight.
+  auto bookkeeping = [&](const std::string& n) { return n == "logit_scale" || n.find("position_ids") != std::string::npos; };
+  ClipModelParts parts;
+  if (towers != ClipTowers::kVision) {
+    parts.text = detail::load_checked<ClipTextModel>(
+        dir, o, ckpt, io::LoadOptions(), [&](const BuildOptions& b) { return ClipTextModel(config.text, b); },
+        [&](const std::string& n) { return vision_name(n) || bookkeeping(n); }, nullptr);
+  }
+  if (towers != ClipTowers::kText) {
+    parts.vision = detail::load_checked<ClipVisionModel>(
+        dir, o, ckpt, io::LoadOptions(), [&](const BuildOptions& b) { return ClipVisionModel(config.vision, b); },
+        [&](const std::string& n) { return text_name(n) || bookkeeping(n); }, nullptr);
+  }
+  const auto* entry = ckpt.find("logit_scale");
+  TORCH_CHECK(entry != nullptr, "diffinstruct::models: '", dir, "' has no logit_scale: not a CLIPModel checkpoint");
+  parts.logit_scale = ckpt.read("logit_scale").to(torch::kFloat).reshape({});
+  TORCH_CHECK(std::isfinite(parts.logit_scale.item<float>()), "diffinstruct::models: '", dir, "': logit_scale is not finite");
+  return parts;
 }
 
 /// Writes `config.json` and `diffusion_pytorch_model.safetensors` (floating-point tensors as

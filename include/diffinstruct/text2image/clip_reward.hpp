@@ -1,0 +1,95 @@
+#pragma once
+/// \file The CLIP-similarity reward: r(x0, c) = exp(logit_scale) · cos(image_embeds(x0), text_embeds(c))
+/// per sample, as CLIP score, PickScore and HPSv2 compute it. A latent-space generator's x0 goes
+/// through the VAE decoder first (decode_latents: ÷ scaling_factor); pixels in [−1, 1] become images
+/// in [0, 1] (clamped, as a pipeline's output is), then clip_preprocess (differentiable resize, crop,
+/// normalise) and the CLIP vision tower. The text side comes precomputed with the condition
+/// (PromptCondition::reward_text_embeds, from a PromptEncoder), so a step never re-encodes prompts.
+/// The gradient reaches x0; the VAE decoder and the vision tower are declared to the trainer, which
+/// freezes them. Meets the Reward contract (rewards/reward.hpp) for PromptCondition.
+///
+/// Example:
+///   auto clip = models::load_clip_model("PickScore_v1", {}, models::ClipTowers::kBoth);
+///   text2image::ClipReward reward(clip.vision, clip.logit_scale, vae);    // vae: nullptr in pixel space
+
+#include <diffinstruct/core/module_ref.hpp>
+#include <diffinstruct/models/autoencoder_kl.hpp>
+#include <diffinstruct/models/clip_vision.hpp>
+#include <diffinstruct/text2image/prompt_condition.hpp>
+
+#include <cmath>
+#include <vector>
+
+namespace diffinstruct {
+namespace text2image {
+
+class ClipReward {
+ public:
+  static constexpr bool is_null = false;
+  static constexpr const char* name = "clip";
+
+  /// `logit_scale`: the CLIPModel's scalar (a log; models::load_clip_model reads it). `vae`: the
+  /// decoder for latents, or nullptr when x0 is already pixels in [−1, 1].
+  ClipReward(models::ClipVisionModel vision, torch::Tensor logit_scale, models::AutoencoderKL vae = nullptr)
+      : vision_(std::move(vision)), vae_(std::move(vae)) {
+    TORCH_CHECK(vision_ && vision_->config().with_projection, "diffinstruct::ClipReward: the vision model must have a projection ",
+                "(a CLIPModel's vision tower or a CLIPVisionModelWithProjection)");
+    TORCH_CHECK(logit_scale.defined() && logit_scale.numel() == 1, "diffinstruct::ClipReward: logit_scale must be one number");
+    const double s = logit_scale.to(torch::kDouble).item<double>();
+    TORCH_CHECK(std::isfinite(s), "diffinstruct::ClipReward: logit_scale is not finite");
+    scale_ = std::exp(s);
+  }
+
+  torch::Tensor operator()(const torch::Tensor& x0, const PromptCondition& c) {
+    TORCH_CHECK(x0.defined() && x0.dim() == 4, "diffinstruct::ClipReward: expected x0 [B, C, H, W], got ",
+                x0.defined() ? c10::str(x0.sizes()) : std::string("an undefined tensor"));
+    TORCH_CHECK(c.reward_text_embeds.defined(), "diffinstruct::ClipReward: the condition has no reward_text_embeds: give the PromptEncoder ",
+                "the reward's text tower (set_reward_text)");
+    const int64_t batch = x0.size(0);
+    TORCH_CHECK(c.reward_text_embeds.dim() == 2 && c.reward_text_embeds.size(0) == batch &&
+                    c.reward_text_embeds.size(1) == vision_->config().projection_dim,
+                "diffinstruct::ClipReward: expected reward_text_embeds [", batch, ", ", vision_->config().projection_dim, "], got ",
+                c.reward_text_embeds.sizes());
+    const auto image_embeds = embed_images(x0);
+    const auto text = c.reward_text_embeds.to(image_embeds.device(), image_embeds.scalar_type());
+    return scale_ * (image_embeds * text).sum(-1);
+  }
+
+  /// Unit-norm image embeddings [B, E] of x0 (latents with a VAE, else pixels in [−1, 1]), in float32
+  /// (float64 for a float64 x0): the models may run in a reduced dtype, the similarity does not.
+  torch::Tensor embed_images(const torch::Tensor& x0) {
+    const auto out_dtype = x0.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+    auto pixels = x0;
+    if (vae_) {
+      TORCH_CHECK(x0.size(1) == vae_->config().latent_channels, "diffinstruct::ClipReward: the VAE decodes ", vae_->config().latent_channels,
+                  "-channel latents; x0 has ", x0.size(1), " channels");
+      pixels = vae_->decode_latents(x0.to(dtype_of(*vae_)));
+    }
+    const auto images = (pixels.to(out_dtype) / 2 + 0.5).clamp(0, 1);
+    const auto pixel_values = models::clip_preprocess(images, vision_->config().image_size);
+    const auto e = vision_->forward(pixel_values.to(dtype_of(*vision_))).image_embeds.to(out_dtype);
+    return e / e.norm(2, -1, true);
+  }
+
+  /// What the trainer freezes.
+  std::vector<ModuleRef> modules() const {
+    std::vector<ModuleRef> out{ModuleRef::of(vision_)};
+    if (vae_) out.push_back(ModuleRef::of(vae_));
+    return out;
+  }
+  double scale() const { return scale_; }
+  std::string describe() const { return "clip(scale " + std::to_string(scale_) + (vae_ ? ", through the VAE decoder)" : ")"); }
+
+ private:
+  static c10::ScalarType dtype_of(const torch::nn::Module& m) {
+    const auto params = m.parameters();
+    return params.empty() ? torch::kFloat : params.front().scalar_type();
+  }
+
+  models::ClipVisionModel vision_;
+  models::AutoencoderKL vae_;
+  double scale_ = 1;
+};
+
+}  // namespace text2image
+}  // namespace diffinstruct
