@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Fuzzes every reader of untrusted files with libFuzzer (clang, ASan + UBSan): the IDX reader, the
-# safetensors reader, the checkpoint loader, the TorchScript loader, diffusers' config.json and the
-# sharded-safetensors index, each for DIFFINSTRUCT_FUZZ_SECONDS (default 40) from the committed seed corpus tests/fuzz/corpus/<target>/.
+# safetensors reader, the checkpoint loader, the TorchScript loader, diffusers' config.json, the
+# sharded-safetensors index and the CLIP tokenizer, each for DIFFINSTRUCT_FUZZ_SECONDS (default 35)
+# from the committed seed corpus tests/fuzz/corpus/<target>/.
 # A crash, a sanitizer report, a leak-free hang past 10 s or memory past 2 GB fails the run (exit 1)
 # and leaves the input that did it in build-fuzz/findings/<target>/.
 #   DIFFINSTRUCT_FUZZ_TARGETS="idx safetensors"   a subset
 #   DIFFINSTRUCT_FUZZ_MAKE_CORPUS=1               rewrite the seed corpus instead (then commit it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${DIFFINSTRUCT_FUZZ_SECONDS:-40}
-targets=${DIFFINSTRUCT_FUZZ_TARGETS:-idx safetensors checkpoint torchscript config index}
+seconds=${DIFFINSTRUCT_FUZZ_SECONDS:-35}
+targets=${DIFFINSTRUCT_FUZZ_TARGETS:-idx safetensors checkpoint torchscript config index tokenizer}
 build=${DIFFINSTRUCT_FUZZ_BUILD_DIR:-build-fuzz}
 cxx=$(command -v clang++-14 || command -v clang++ || true)
 [ -n "$cxx" ] || { echo "diffinstruct: fuzzing needs clang (Debian: clang-14 libclang-rt-14-dev)" >&2; exit 1; }

@@ -2,7 +2,7 @@
 # The whole test suite: installs what is missing, builds, and runs
 #   1. every test through ctest against Debian's LibTorch 1.13 (C++17);
 #   2. the unit tests again, built with ASan + UBSan (build-sanitize/);
-#   3. the libFuzzer targets of every reader of untrusted files, 40 s each (scripts/fuzz.sh);
+#   3. the libFuzzer targets of every reader of untrusted files, 35 s each (scripts/fuzz.sh);
 #   4. every test against LibTorch 2.x from PyPI's torch wheel (C++20; scripts/test_torch2.sh),
 #      including the parity tests against diffusers (Python oracles pinned in tests/python_oracles.txt).
 # DIFFINSTRUCT_SANITIZE_PASS=0, DIFFINSTRUCT_FUZZ=0, DIFFINSTRUCT_TORCH2=0 skip passes 2, 3, 4.

@@ -1,7 +1,8 @@
 // libFuzzer target for every reader of untrusted files: the IDX reader, the safetensors reader, the
 // trainer's checkpoint loader, the TorchScript loader, diffusers' config.json (UNet and VAE) and the
-// sharded-safetensors index. One binary; DIFFINSTRUCT_FUZZ_TARGET picks the reader
-// (idx | safetensors | checkpoint | torchscript | config | index). Built with clang and
+// sharded-safetensors index, and the CLIP tokenizer (vocab.json + merges.txt, then a text to
+// tokenize). One binary; DIFFINSTRUCT_FUZZ_TARGET picks the reader
+// (idx | safetensors | checkpoint | torchscript | config | index | tokenizer). Built with clang and
 // -fsanitize=fuzzer,address,undefined (tests/fuzz/CMakeLists.txt); scripts/fuzz.sh runs each target
 // for a bounded time from the committed seed corpus in tests/fuzz/corpus/<target>/.
 //
@@ -16,6 +17,7 @@
 #include <diffinstruct/io/safetensors.hpp>
 #include <diffinstruct/models/autoencoder_kl.hpp>
 #include <diffinstruct/models/unet2d_condition_config.hpp>
+#include <diffinstruct/text/clip_tokenizer.hpp>
 
 #include <zlib.h>
 
@@ -34,7 +36,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-enum class Target { kIdx, kSafetensors, kCheckpoint, kTorchscript, kConfig, kIndex };
+enum class Target { kIdx, kSafetensors, kCheckpoint, kTorchscript, kConfig, kIndex, kTokenizer };
 Target g_target = Target::kIdx;
 std::string g_input;  // the per-process file each input is written to
 std::unique_ptr<tiny::Trainer> g_trainer;
@@ -85,11 +87,45 @@ void run_one() {
       for (const auto& n : ckpt.names()) (void)ckpt.read(n);
       break;
     }
+    case Target::kTokenizer: {
+      // The input is vocab.json, a NUL, merges.txt, a NUL, then a text to tokenize and decode.
+      std::string bytes;
+      {
+        std::ifstream in(g_input, std::ios::binary);
+        bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      }
+      const size_t a = bytes.find('\0'), b = a == std::string::npos ? a : bytes.find('\0', a + 1);
+      if (b == std::string::npos) break;
+      const di::text::ClipTokenizer tok(bytes.substr(0, a), bytes.substr(a + 1, b - a - 1));
+      const auto ids = tok.encode(bytes.substr(b + 1));
+      (void)tok.decode(ids);
+      (void)tok.batch({bytes.substr(b + 1)});
+      break;
+    }
   }
 }
 
+/// A small CLIP-layout vocabulary (GPT-2's 256 byte symbols, with and without "</w>", a few merges,
+/// the special tokens), its merges and a prompt, as the tokenizer target's input.
+std::string tokenizer_seed() {
+  std::vector<std::string> tokens;
+  auto printable = [](int b) { return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF); };
+  int shifted = 0;
+  std::vector<uint32_t> symbols;
+  for (int b = 0; b < 256; ++b) if (printable(b)) symbols.push_back(static_cast<uint32_t>(b));
+  for (int b = 0; b < 256; ++b) if (!printable(b)) symbols.push_back(static_cast<uint32_t>(256 + shifted++));
+  for (uint32_t cp : symbols) tokens.push_back(di::text::encode_utf8(std::u32string(1, cp)));
+  for (uint32_t cp : symbols) tokens.push_back(di::text::encode_utf8(std::u32string(1, cp)) + "</w>");
+  for (const char* t : {"ca", "cat</w>", "ph", "pho", "photo</w>", "<|startoftext|>", "<|endoftext|>"}) tokens.push_back(t);
+  std::string vocab = "{";
+  for (size_t i = 0; i < tokens.size(); ++i) vocab += (i ? "," : "") + di::io::json_quote(tokens[i]) + ":" + std::to_string(i);
+  vocab += "}";
+  const std::string merges = "#version: 0.2\nc a\nca t</w>\np h\nph o\npho to</w>\n";
+  return vocab + std::string(1, '\0') + merges + std::string(1, '\0') + "A photo of a CAT, caf\xC3\xA9 <|endoftext|> 42 don't!!";
+}
+
 void make_corpus(const std::string& dir) {
-  for (const char* t : {"idx", "safetensors", "checkpoint", "torchscript", "config", "index"}) fs::create_directories(fs::path(dir) / t);
+  for (const char* t : {"idx", "safetensors", "checkpoint", "torchscript", "config", "index", "tokenizer"}) fs::create_directories(fs::path(dir) / t);
   // IDX: a plain and a gzipped file.
   std::string idx = {0, 0, 8, 2, 0, 0, 0, 3, 0, 0, 0, 4};
   for (int i = 0; i < 12; ++i) idx += static_cast<char>(i * 7);
@@ -119,6 +155,7 @@ void make_corpus(const std::string& dir) {
   std::ofstream(fs::path(dir) / "index" / "valid.json")
       << "{\n  \"metadata\": {\"total_size\": 20},\n  \"weight_map\": {\"w\": \"s1.safetensors\", \"v\": \"s1.safetensors\"}\n}\n";
   std::ofstream(fs::path(dir) / "index" / "partial.json") << "{\"weight_map\": {\"w\": \"s1.safetensors\"}}";
+  std::ofstream(fs::path(dir) / "tokenizer" / "clip.bin", std::ios::binary) << tokenizer_seed();
 }
 
 }  // namespace
@@ -138,8 +175,9 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   else if (name == "torchscript") g_target = Target::kTorchscript;
   else if (name == "config") g_target = Target::kConfig;
   else if (name == "index") g_target = Target::kIndex;
+  else if (name == "tokenizer") g_target = Target::kTokenizer;
   else {
-    std::fprintf(stderr, "set DIFFINSTRUCT_FUZZ_TARGET to idx, safetensors, checkpoint, torchscript, config or index\n");
+    std::fprintf(stderr, "set DIFFINSTRUCT_FUZZ_TARGET to idx, safetensors, checkpoint, torchscript, config, index or tokenizer\n");
     std::exit(2);
   }
   const char* tmp = std::getenv("TMPDIR");

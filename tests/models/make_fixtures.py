@@ -185,6 +185,83 @@ def clip_vision_fixture(name, spec, out_dir, batch=2):
     return sum(p.numel() for p in model.parameters())
 
 
+def clip_reward_fixture(out_dir, batch=2):
+    """The CLIP-similarity reward as a user would compute it in Python: transformers' CLIPModel on
+    diffusers' VAE-decoded latents, prompts through transformers' CLIPTokenizer. clip_reward/ holds
+    tokenizer/ and clip/ (a CLIPModel folder, logit_scale set to log 50), prompts.txt, inputs
+    (latents 10x12, which the preprocessing resizes and crops, and a cotangent), and expected
+    (reward and its gradient w.r.t. the latents). The VAE is the `vae` fixture's."""
+    import torch.nn.functional as F
+    import transformers
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "text"))
+    import make_tokenizer_fixtures as tf
+
+    folder = os.path.join(out_dir, "clip_reward")
+    tf.write_folder(os.path.join(folder, "tokenizer"), tf.learn_merges(tf.CORPUS, 400), "<|endoftext|>")
+    tok = transformers.CLIPTokenizer.from_pretrained(os.path.join(folder, "tokenizer"))
+    torch.manual_seed(0)
+    config = transformers.CLIPConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         max_position_embeddings=77, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
+                         pad_token_id=tok.pad_token_id),
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=28, patch_size=7,
+                           hidden_act="gelu"),
+        projection_dim=12)
+    clip = transformers.CLIPModel(config).eval()
+    with torch.no_grad():
+        clip.logit_scale.fill_(float(torch.log(torch.tensor(50.0))))
+    clip.save_pretrained(os.path.join(folder, "clip"))
+    # The same model as transformers 4.x wrote its config: every generation default in each sub-config
+    # (PickScore_v1's config.json looks like this).
+    import shutil
+    shutil.copytree(os.path.join(folder, "clip"), os.path.join(folder, "clip_v4_config"))
+    with open(os.path.join(folder, "clip", "config.json")) as f:
+        v4 = json.load(f)
+    generation = {"bad_words_ids": None, "begin_suppress_tokens": None, "chunk_size_feed_forward": 0, "cross_attention_hidden_size": None,
+                  "decoder_start_token_id": None, "diversity_penalty": 0.0, "do_sample": False, "early_stopping": False,
+                  "encoder_no_repeat_ngram_size": 0, "exponential_decay_length_penalty": None, "finetuning_task": None,
+                  "forced_bos_token_id": None, "forced_eos_token_id": None, "is_decoder": False, "is_encoder_decoder": False,
+                  "length_penalty": 1.0, "max_length": 20, "min_length": 0, "no_repeat_ngram_size": 0, "num_beam_groups": 1,
+                  "num_beams": 1, "num_return_sequences": 1, "output_scores": False, "remove_invalid_values": False,
+                  "repetition_penalty": 1.0, "return_dict_in_generate": False, "sep_token_id": None, "suppress_tokens": None,
+                  "task_specific_params": None, "temperature": 1.0, "tf_legacy_loss": False, "tie_encoder_decoder": False,
+                  "tie_word_embeddings": True, "top_k": 50, "top_p": 1.0, "torch_dtype": None, "torchscript": False,
+                  "typical_p": 1.0, "use_bfloat16": False, "architectures": None, "transformers_version": "4.25.1"}
+    for sub in ("text_config", "vision_config"):
+        v4[sub].update(generation)
+    v4["text_config_dict"] = None
+    v4["vision_config_dict"] = None
+    with open(os.path.join(folder, "clip_v4_config", "config.json"), "w") as f:
+        json.dump(v4, f, indent=2)
+    vae = AutoencoderKL.from_pretrained(os.path.join(out_dir, "vae")).eval()
+    prompts = ["a photo of a cat", "An astronaut riding a horse, 8k"][:batch]
+    with open(os.path.join(folder, "prompts.txt"), "w", encoding="utf-8") as f:
+        f.write("".join(p + "\n" for p in prompts))
+
+    gen = torch.Generator().manual_seed(1)
+    latents = torch.randn(batch, VAE["latent_channels"], 10, 12, generator=gen).requires_grad_(True)
+    images = (vae.decode(latents / vae.config.scaling_factor).sample / 2 + 0.5).clamp(0, 1)
+    # CLIP's preprocessing as differentiable tensor operations (the C++ clip_preprocess); the mean and
+    # std are transformers' CLIPImageProcessor's.
+    proc = transformers.CLIPImageProcessor()
+    size = config.vision_config.image_size
+    h, w = images.shape[-2:]
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    x = F.interpolate(images, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    x = x[:, :, top:top + size, left:left + size]
+    pixel_values = (x - torch.tensor(proc.image_mean).view(1, 3, 1, 1)) / torch.tensor(proc.image_std).view(1, 3, 1, 1)
+    ids = tok(prompts, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    reward = clip(input_ids=ids, pixel_values=pixel_values).logits_per_image.diagonal()
+    cot = torch.randn(reward.shape, generator=gen)
+    (reward * cot).sum().backward()
+    save_file({"latents": latents.detach(), "cot": cot}, os.path.join(folder, "inputs.safetensors"))
+    save_file({"out.reward": reward.detach().contiguous(), "grad.input.latents": latents.grad.contiguous(),
+               "logit_scale": clip.logit_scale.detach().reshape(())}, os.path.join(folder, "expected.safetensors"))
+    return sum(p.numel() for p in clip.parameters())
+
+
 def main():
     out_dir = sys.argv[1]
     os.makedirs(out_dir, exist_ok=True)
@@ -195,6 +272,7 @@ def main():
         counts[name] = clip_text_fixture(name, spec, out_dir)
     for name, spec in CLIP_VISION.items():
         counts[name] = clip_vision_fixture(name, spec, out_dir)
+    counts["clip_reward"] = clip_reward_fixture(out_dir)
     import diffusers
     import transformers
     import safetensors

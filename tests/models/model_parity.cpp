@@ -8,6 +8,9 @@
 // per tensor. Prints the table docs/models.md quotes; exits 1 on any miss.
 #include <diffinstruct/core/model_adapter.hpp>
 #include <diffinstruct/models/pretrained.hpp>
+#include <diffinstruct/text/prompt_file.hpp>
+#include <diffinstruct/text2image/clip_reward.hpp>
+#include <diffinstruct/text2image/prompt_encoder.hpp>
 
 #include <torch/torch.h>
 
@@ -204,6 +207,39 @@ void clip_text_parity(const std::string& name, const fs::path& dir) {
 
 /// A "trained" SD-1.x-style UNet (its weights moved off diffusers' initialisation), exported in
 /// each dtype, read back by load_unet, and its output recorded for check_export.py.
+// The CLIP reward (text2image::ClipReward) on VAE-decoded latents against transformers' CLIPModel
+// on diffusers' VAE, prompts tokenized by each side's own tokenizer: the reward and its gradient
+// with respect to the latents. Also: both CLIPModel configs (transformers 5's, and 4.x's with every
+// generation default in the sub-configs) load to the same model.
+void clip_reward_parity(const fs::path& dir, const fs::path& vae_dir) {
+  const auto tok = di::text::ClipTokenizer::from_folder((dir / "tokenizer").string());
+  auto clip = di::models::load_clip_model((dir / "clip").string());
+  auto vae = di::models::load_vae(vae_dir.string(), {}, di::models::VaeParts::kDecoderOnly);
+  di::text2image::PromptEncoder enc({{tok, clip.text}});
+  enc.set_reward_text(tok, clip.text);
+  const auto prompts = di::text::read_prompt_file((dir / "prompts.txt").string());
+  const auto c = enc.encode(prompts);
+  di::text2image::ClipReward reward(clip.vision, clip.logit_scale, vae);
+  di::io::SafetensorsFile in((dir / "inputs.safetensors").string());
+  di::io::SafetensorsFile expected((dir / "expected.safetensors").string());
+  const auto latents = in.read("latents").requires_grad_(true);
+  const auto r = reward(latents, c);
+  (r * in.read("cot")).sum().backward();
+  Worst fwd, grad, scale;
+  fwd.add(rel_error(r, expected.read("out.reward")), "reward");
+  scale.add(rel_error(clip.logit_scale, expected.read("logit_scale")), "logit_scale");
+  grad.add(rel_error(latents.grad(), expected.read("grad.input.latents")), "latents");
+  row("clip reward (CLIPModel + VAE decoder + tokenizer)", "logit_scale read", scale, 0.0);
+  row("clip reward (CLIPModel + VAE decoder + tokenizer)", "reward", fwd, kForwardTol);
+  row("clip reward (CLIPModel + VAE decoder + tokenizer)", "grad, latents", grad, kGradTol);
+
+  auto v4 = di::models::load_clip_model((dir / "clip_v4_config").string());
+  torch::NoGradGuard ng;
+  Worst same;
+  same.add(rel_error(di::text2image::ClipReward(v4.vision, v4.logit_scale, vae)(latents, c), r), "reward");
+  row("clip reward, transformers 4.x config.json", "reward", same, 0.0);
+}
+
 void export_unet(const fs::path& fixture, const fs::path& out_dir) {
   auto unet = di::models::load_unet(fixture.string());
   {
@@ -287,6 +323,7 @@ int main(int argc, char** argv) {
       if (fs::exists(fixtures / name)) clip_text_parity(name, fixtures / name);
     for (const char* name : {"clip_vision", "clip_vision_proj"})
       if (fs::exists(fixtures / name)) clip_vision_parity(name, fixtures / name);
+    clip_reward_parity(fixtures / "clip_reward", fixtures / "vae");
     // The adapters take the UNet as it is: SD 2.x's v-prediction through VPrediction.
     {
       auto unet = di::models::load_unet((fixtures / "sd2").string());
