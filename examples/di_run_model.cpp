@@ -98,7 +98,8 @@ int main(int argc, char** argv) {
         for (int64_t i = 0; i < ids.size(0); ++i) {
           const auto row = ids[i].contiguous();
           const std::vector<int64_t> v(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + row.numel());
-          json += (i ? ",\n" : "\n") + di::io::json_quote(tokenizer.decode(v));
+          json += i ? ",\n" : "\n";
+          json += di::io::json_quote(tokenizer.decode(v));
         }
         di::io::write_text_file_atomically(decoded_path, json + "\n]\n");
       }

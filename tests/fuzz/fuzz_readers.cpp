@@ -118,7 +118,12 @@ std::string tokenizer_seed() {
   for (uint32_t cp : symbols) tokens.push_back(di::text::encode_utf8(std::u32string(1, cp)) + "</w>");
   for (const char* t : {"ca", "cat</w>", "ph", "pho", "photo</w>", "<|startoftext|>", "<|endoftext|>"}) tokens.push_back(t);
   std::string vocab = "{";
-  for (size_t i = 0; i < tokens.size(); ++i) vocab += (i ? "," : "") + di::io::json_quote(tokens[i]) + ":" + std::to_string(i);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (i) vocab += ',';
+    vocab += di::io::json_quote(tokens[i]);
+    vocab += ':';
+    vocab += std::to_string(i);
+  }
   vocab += "}";
   const std::string merges = "#version: 0.2\nc a\nca t</w>\np h\nph o\npho to</w>\n";
   return vocab + std::string(1, '\0') + merges + std::string(1, '\0') + "A photo of a CAT, caf\xC3\xA9 <|endoftext|> 42 don't!!";

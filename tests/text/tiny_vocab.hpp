@@ -31,7 +31,12 @@ struct TinyVocab {
   }
   std::string json() const {
     std::string s = "{";
-    for (size_t i = 0; i < tokens.size(); ++i) s += (i ? "," : "") + diffinstruct::io::json_quote(tokens[i]) + ":" + std::to_string(i);
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      if (i) s += ',';
+      s += diffinstruct::io::json_quote(tokens[i]);
+      s += ':';
+      s += std::to_string(i);
+    }
     return s + "}";
   }
   int64_t id(const std::string& t) const {
