@@ -296,3 +296,51 @@ TEST_CASE("text2image: DI* trains a tiny text-conditioned UNet with the CLIP rew
   CHECK(after > before + 0.5);
   CHECK_FALSE(vision->parameters()[0].requires_grad());
 }
+
+TEST_CASE("[cuda] prompts encode onto the GPU and the CLIP reward there matches the CPU, in float32 and bfloat16", "[text2image][cuda]") {
+  if (!torch::cuda::is_available()) {
+    WARN("no CUDA device: skipped");
+    return;
+  }
+  at::globalContext().setAllowTF32CuDNN(false);  // float32 convolutions, so that the float32 tolerance is fair
+  at::globalContext().setAllowTF32CuBLAS(false);
+  torch::manual_seed(4);
+  dm::ClipVisionModel vision(vision_config());
+  auto vae = tiny_vae();
+  dm::ClipTextModel unet_text(text_config(12, false)), reward_text(text_config(10, true));
+  t2i::PromptEncoder cpu_enc({{tokenizer(), unet_text}});
+  cpu_enc.set_reward_text(tokenizer(), reward_text);
+  const auto c_cpu = cpu_enc.encode({"a cat", "a dog"});
+  const auto x0 = torch::randn({2, 4, 8, 8});
+  t2i::ClipReward cpu_reward(vision, torch::tensor(std::log(100.0)), vae);
+  const auto r_cpu = cpu_reward(x0, c_cpu);
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    // The text models stay where they are; the encoder moves the condition to the GPU.
+    t2i::PromptEncoder enc({{tokenizer(), unet_text}}, t2i::PromptEncoderOptions().device(torch::kCUDA).dtype(dtype));
+    enc.set_reward_text(tokenizer(), reward_text);
+    const auto c = enc.encode({"a cat", "a dog"});
+    REQUIRE((c.encoder_hidden_states.is_cuda() && c.reward_text_embeds.is_cuda() && c.encoder_hidden_states.scalar_type() == dtype));
+    CHECK(c.prompt_index.device().is_cpu());
+    dm::ClipVisionModel gv(vision_config());
+    auto gvae = tiny_vae();
+    {
+      torch::NoGradGuard ng;
+      for (auto& [dst, src] : {std::make_pair(static_cast<torch::nn::Module*>(gv.get()), static_cast<torch::nn::Module*>(vision.get())),
+                               std::make_pair(static_cast<torch::nn::Module*>(gvae.get()), static_cast<torch::nn::Module*>(vae.get()))})
+        for (const auto& p : src->named_parameters()) dst->named_parameters()[p.key()].copy_(p.value());
+    }
+    gv->to(torch::kCUDA, dtype);
+    gvae->to(torch::kCUDA, dtype);
+    t2i::ClipReward reward(gv, torch::tensor(std::log(100.0)), gvae);
+    const auto x = x0.to(torch::kCUDA).requires_grad_(true);
+    const auto r = reward(x, c);
+    CHECK(r.is_cuda());
+    CHECK(r.scalar_type() == torch::kFloat);  // the similarity is float32 whatever the models' dtype
+    const double tol = dtype == torch::kFloat ? 1e-4 : 5e-2;
+    INFO("dtype " << dtype << ": GPU " << r.cpu() << " CPU " << r_cpu);
+    CHECK(((r.detach().cpu() - r_cpu.detach()).abs() <= tol * 100).all().item<bool>());
+    r.sum().backward();
+    CHECK(x.grad().defined());
+    CHECK(torch::isfinite(x.grad()).all().item<bool>());
+  }
+}
