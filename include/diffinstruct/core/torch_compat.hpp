@@ -8,7 +8,9 @@
 /// | `c10::Allocator::allocate` | `const` | not `const` (counting_allocator.hpp defines both) |
 /// | `c10::Allocator::copy_data` | absent | pure virtual |
 /// | `at::scaled_dot_product_attention` | absent (composed from matmul and softmax here) | present (fused kernels) |
+/// | autocast state | `at::autocast::is_enabled()`, `is_cpu_enabled()`, `get_autocast_gpu_dtype()`, ... | `is_autocast_enabled(device_type)`, `get_autocast_dtype(device_type)` (2.4 on; the old names deprecated) |
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 
@@ -56,6 +58,59 @@ inline torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const 
   return torch::matmul(scores.softmax(-1).to(v.scalar_type()), v);
 #endif
 }
+
+/// Whether autocast is on for CPU and CUDA, and in which dtypes: what a recompute must reproduce.
+struct AutocastState {
+  bool cpu = false, cuda = false;
+  c10::ScalarType cpu_dtype = torch::kBFloat16, cuda_dtype = torch::kHalf;
+  bool operator==(const AutocastState& o) const {
+    return cpu == o.cpu && cuda == o.cuda && cpu_dtype == o.cpu_dtype && cuda_dtype == o.cuda_dtype;
+  }
+};
+
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+inline AutocastState autocast_state() {
+  return {at::autocast::is_autocast_enabled(at::kCPU), at::autocast::is_autocast_enabled(at::kCUDA),
+          at::autocast::get_autocast_dtype(at::kCPU), at::autocast::get_autocast_dtype(at::kCUDA)};
+}
+inline void set_autocast_state(const AutocastState& s) {
+  at::autocast::set_autocast_enabled(at::kCPU, s.cpu);
+  at::autocast::set_autocast_enabled(at::kCUDA, s.cuda);
+  at::autocast::set_autocast_dtype(at::kCPU, s.cpu_dtype);
+  at::autocast::set_autocast_dtype(at::kCUDA, s.cuda_dtype);
+}
+#else
+inline AutocastState autocast_state() {
+  return {at::autocast::is_cpu_enabled(), at::autocast::is_enabled(), at::autocast::get_autocast_cpu_dtype(),
+          at::autocast::get_autocast_gpu_dtype()};
+}
+inline void set_autocast_state(const AutocastState& s) {
+  at::autocast::set_cpu_enabled(s.cpu);
+  at::autocast::set_enabled(s.cuda);
+  at::autocast::set_autocast_cpu_dtype(s.cpu_dtype);
+  at::autocast::set_autocast_gpu_dtype(s.cuda_dtype);
+}
+#endif
+
+/// Sets an autocast state for a scope and restores the previous one after (also on an exception).
+/// Leaving the outermost autocast region clears autocast's cache of casted weights, as PyTorch's
+/// `torch.autocast` does on exit.
+class AutocastStateGuard {
+ public:
+  explicit AutocastStateGuard(const AutocastState& s) : previous_(autocast_state()) {
+    set_autocast_state(s);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastStateGuard() {
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    set_autocast_state(previous_);
+  }
+  AutocastStateGuard(const AutocastStateGuard&) = delete;
+  AutocastStateGuard& operator=(const AutocastStateGuard&) = delete;
+
+ private:
+  AutocastState previous_;
+};
 
 } // namespace compat
 } // namespace diffinstruct
