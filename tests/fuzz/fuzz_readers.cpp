@@ -10,6 +10,7 @@
 // exception type, a crash, a sanitizer report, a hang past -timeout, memory past -rss_limit_mb) is a
 // finding. With --make-corpus DIR the binary writes the seed corpus instead (run without libFuzzer's
 // driver: DIFFINSTRUCT_FUZZ_MAKE_CORPUS=DIR).
+#include "../text/tiny_vocab.hpp"
 #include "../trainer/tiny_trainer.hpp"
 
 #include <diffinstruct/data/idx.hpp>
@@ -105,26 +106,10 @@ void run_one() {
   }
 }
 
-/// A small CLIP-layout vocabulary (GPT-2's 256 byte symbols, with and without "</w>", a few merges,
-/// the special tokens), its merges and a prompt, as the tokenizer target's input.
+/// A small CLIP-layout vocabulary (tests/text/tiny_vocab.hpp), its merges and a prompt, as the
+/// tokenizer target's input.
 std::string tokenizer_seed() {
-  std::vector<std::string> tokens;
-  auto printable = [](int b) { return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF); };
-  int shifted = 0;
-  std::vector<uint32_t> symbols;
-  for (int b = 0; b < 256; ++b) if (printable(b)) symbols.push_back(static_cast<uint32_t>(b));
-  for (int b = 0; b < 256; ++b) if (!printable(b)) symbols.push_back(static_cast<uint32_t>(256 + shifted++));
-  for (uint32_t cp : symbols) tokens.push_back(di::text::encode_utf8(std::u32string(1, cp)));
-  for (uint32_t cp : symbols) tokens.push_back(di::text::encode_utf8(std::u32string(1, cp)) + "</w>");
-  for (const char* t : {"ca", "cat</w>", "ph", "pho", "photo</w>", "<|startoftext|>", "<|endoftext|>"}) tokens.push_back(t);
-  std::string vocab = "{";
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    if (i) vocab += ',';
-    vocab += di::io::json_quote(tokens[i]);
-    vocab += ':';
-    vocab += std::to_string(i);
-  }
-  vocab += "}";
+  const std::string vocab = test_text::TinyVocab({"ca", "cat</w>", "ph", "pho", "photo</w>"}).json();
   const std::string merges = "#version: 0.2\nc a\nca t</w>\np h\nph o\npho to</w>\n";
   return vocab + std::string(1, '\0') + merges + std::string(1, '\0') + "A photo of a CAT, caf\xC3\xA9 <|endoftext|> 42 don't!!";
 }

@@ -187,6 +187,12 @@ TEST_CASE("text: hostile tokenizer files are refused by name", "[text][hostile]"
   CHECK(tok.batch({"a"}).size(1) == 16);
   write(dir / "tokenizer_config.json", R"({"model_max_length": 1000000000000000019884624838656})");  // "no limit"
   CHECK(dt::ClipTokenizer::from_folder(dir.string()).max_length() == 77);
+  // special_tokens_map.json gives what tokenizer_config.json does not; where both do, the config wins.
+  write(dir / "special_tokens_map.json", R"({"pad_token": "!", "bos_token": "<|endoftext|>"})");
+  write(dir / "tokenizer_config.json", R"({"bos_token": "<|startoftext|>"})");
+  CHECK(dt::ClipTokenizer::from_folder(dir.string()).special_tokens().pad == "!");
+  CHECK(dt::ClipTokenizer::from_folder(dir.string()).special_tokens().bos == "<|startoftext|>");
+  fs::remove(dir / "special_tokens_map.json");
   write(dir / "tokenizer_config.json", R"({"pad_token": 3})");
   refuses([&] { dt::ClipTokenizer::from_folder(dir.string()); }, "pad_token must be a string or an object with a \"content\" string");
 }

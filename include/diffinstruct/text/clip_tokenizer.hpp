@@ -20,6 +20,7 @@
 
 #include <diffinstruct/io/json.hpp>
 #include <diffinstruct/io/small_file.hpp>
+#include <diffinstruct/text/lines.hpp>
 #include <diffinstruct/text/unicode.hpp>
 
 #include <torch/torch.h>
@@ -88,12 +89,11 @@ class ClipTokenizer {
                                                       "save it with transformers' save_pretrained(legacy_format=True))"
                                                     : "");
     ClipSpecialTokens special;
-    bool has_max_length = false;
-    for (const char* name : {"tokenizer_config.json", "special_tokens_map.json"}) {
+    // special_tokens_map.json first: what tokenizer_config.json says wins.
+    for (const char* name : {"special_tokens_map.json", "tokenizer_config.json"}) {
       const std::string path = dir + "/" + name;
-      if (!fs::is_regular_file(path)) continue;
-      read_special_tokens(io::read_small_file(path, uint64_t{16} << 20, "a tokenizer config"), "'" + path + "'", special,
-                          /*overwrite=*/std::string(name) == "tokenizer_config.json", has_max_length);
+      if (fs::is_regular_file(path))
+        read_special_tokens(io::read_small_file(path, uint64_t{16} << 20, "a tokenizer config"), "'" + path + "'", special);
     }
     return ClipTokenizer(io::read_small_file(vocab, kMaxVocabBytes, "a CLIP vocab.json"),
                          io::read_small_file(merges, kMaxMergesBytes, "a CLIP merges.txt"), special, "'" + dir + "'");
@@ -233,16 +233,9 @@ class ClipTokenizer {
   }
 
   void read_merges(const std::string& text, const std::string& what) {
-    size_t line_no = 0, pos = 0;
     int64_t rank = 0;
-    while (pos < text.size()) {
-      size_t end = text.find('\n', pos);
-      if (end == std::string::npos) end = text.size();
-      std::string line = text.substr(pos, end - pos);
-      pos = end + 1;
-      ++line_no;
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.rfind("#version", 0) == 0) continue;  // the header tokenizers skips
+    for_each_line(text, 0, [&](const std::string& line, size_t line_no) {
+      if (line.rfind("#version", 0) == 0) return;  // the header tokenizers skips
       const size_t space = line.find(' ');
       TORCH_CHECK(space != std::string::npos && space > 0 && space + 1 < line.size() &&
                       line.find(' ', space + 1) == std::string::npos,
@@ -257,7 +250,7 @@ class ClipTokenizer {
                   io::json_quote(a + b), " is not in vocab.json");
       // A repeated pair keeps its last rank, as tokenizers does.
       merges_[pair_key(vocab_.at(a), vocab_.at(b))] = {rank++, vocab_.at(a + b)};
-    }
+    });
   }
 
   int64_t special_id(const std::string& token, const char* role, const std::string& what) const {
@@ -267,8 +260,9 @@ class ClipTokenizer {
     return it->second;
   }
 
-  static void read_special_tokens(const std::string& json, const std::string& what, ClipSpecialTokens& special,
-                                  bool overwrite, bool& has_max_length) {
+  /// Sets what the config file gives: the special tokens, and model_max_length where it is an
+  /// integer in [2, 77].
+  static void read_special_tokens(const std::string& json, const std::string& what, ClipSpecialTokens& special) {
     const io::JsonValue root = io::parse_json(json, what, /*max_depth=*/16);
     TORCH_CHECK(root.is_object(), "diffinstruct::text: ", what, " is not a JSON object");
     auto token = [&](const char* key, std::string& out) {
@@ -277,19 +271,15 @@ class ClipTokenizer {
       if (v->is_object()) v = v->find("content");  // an AddedToken written out
       TORCH_CHECK(v != nullptr && v->is_string(), "diffinstruct::text: ", what, ": ", key,
                   " must be a string or an object with a \"content\" string");
-      if (overwrite) out = v->string();
+      out = v->string();
     };
     token("bos_token", special.bos);
     token("eos_token", special.eos);
     token("unk_token", special.unk);
     token("pad_token", special.pad);
-    if (const io::JsonValue* v = root.find("model_max_length"); v != nullptr && v->is_number() && !has_max_length) {
-      // transformers writes a huge float (1e30) for "no limit"; CLIP's text model stops at 77.
-      if (v->is_integer() && v->integer() >= 2 && v->integer() <= 77) {
-        special.max_length = v->integer();
-        has_max_length = true;
-      }
-    }
+    // transformers writes 10^30 for "no limit"; CLIP's text model stops at 77.
+    if (const io::JsonValue* v = root.find("model_max_length"); v != nullptr && v->is_integer() && v->integer() >= 2 && v->integer() <= 77)
+      special.max_length = v->integer();
   }
 
   /// Steps 2-5 on a piece of text without special tokens: appends its ids.

@@ -7,6 +7,7 @@
 ///   std::vector<std::string> prompts = text::read_prompt_file("prompts.txt");
 
 #include <diffinstruct/io/small_file.hpp>
+#include <diffinstruct/text/lines.hpp>
 #include <diffinstruct/text/unicode.hpp>
 
 #include <c10/util/Exception.h>
@@ -26,20 +27,12 @@ struct PromptFileOptions {
 inline std::vector<std::string> read_prompt_file(const std::string& path, const PromptFileOptions& options = {}) {
   const std::string text = io::read_small_file(path, options.max_bytes, "a prompt file (one prompt per line)");
   std::vector<std::string> prompts;
-  size_t pos = text.compare(0, 3, "\xEF\xBB\xBF") == 0 ? 3 : 0, line_no = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    std::string line = text.substr(pos, end - pos);
-    pos = end + 1;
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+  for_each_line(text, text.compare(0, 3, "\xEF\xBB\xBF") == 0 ? 3 : 0, [&](std::string line, size_t line_no) {
     const std::u32string cps = decode_utf8(line, "line " + std::to_string(line_no) + " of '" + path + "'");
     bool blank = true;
     for (char32_t c : cps) blank = blank && is_space(c);
-    if (blank && options.skip_blank_lines) continue;
-    prompts.push_back(std::move(line));
-  }
+    if (!(blank && options.skip_blank_lines)) prompts.push_back(std::move(line));
+  });
   TORCH_CHECK(!prompts.empty(), "diffinstruct::text: '", path, "' has no prompts (expected one per line",
               options.skip_blank_lines ? "; blank lines are skipped)" : ")");
   return prompts;

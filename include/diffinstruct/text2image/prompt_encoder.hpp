@@ -56,6 +56,7 @@ class PromptEncoder {
       TORCH_CHECK(e.model, "diffinstruct::PromptEncoder: a UNet text encoder is empty");
       TORCH_CHECK(e.hidden_layer < 0 && -e.hidden_layer <= e.model->config().num_hidden_layers, "diffinstruct::PromptEncoder: hidden_layer ",
                   e.hidden_layer, " must be -1 (last) ... -", e.model->config().num_hidden_layers);
+      check_pair(e.tokenizer, e.model);
       freeze(*e.model);
     }
     TORCH_CHECK(options_.cache_size() >= 1, "diffinstruct::PromptEncoder: cache_size must be at least 1");
@@ -71,6 +72,7 @@ class PromptEncoder {
   void set_reward_text(text::ClipTokenizer tokenizer, models::ClipTextModel model) {
     TORCH_CHECK(model && model->config().with_projection, "diffinstruct::PromptEncoder: the reward's text model must have a projection ",
                 "(a CLIPModel's text tower or a CLIPTextModelWithProjection)");
+    check_pair(tokenizer, model);
     freeze(*model);
     reward_.emplace(RewardText{std::move(tokenizer), std::move(model)});
     cache_.clear();
@@ -120,13 +122,12 @@ class PromptEncoder {
     for (auto& p : m.parameters()) p.requires_grad_(false);
   }
 
-  static torch::Tensor ids_for(const text::ClipTokenizer& tok, const models::ClipTextModel& model, const std::string& prompt) {
-    const torch::Tensor ids = tok.batch({prompt});
-    TORCH_CHECK(ids.size(1) <= model->config().max_position_embeddings, "diffinstruct::PromptEncoder: the tokenizer pads to ", ids.size(1),
-                " tokens, more than the text model's ", model->config().max_position_embeddings, " positions");
+  /// A tokenizer and a text model belong together: checked once, when they are given.
+  static void check_pair(const text::ClipTokenizer& tok, const models::ClipTextModel& model) {
+    TORCH_CHECK(tok.max_length() <= model->config().max_position_embeddings, "diffinstruct::PromptEncoder: the tokenizer pads to ",
+                tok.max_length(), " tokens, more than the text model's ", model->config().max_position_embeddings, " positions");
     TORCH_CHECK(tok.vocab_size() <= model->config().vocab_size, "diffinstruct::PromptEncoder: the tokenizer has ", tok.vocab_size(),
                 " tokens, the text model only ", model->config().vocab_size, ": they do not belong together");
-    return ids;
   }
 
   const Entry& lookup(const std::string& prompt) {
@@ -136,14 +137,14 @@ class PromptEncoder {
     Entry e;
     std::vector<torch::Tensor> hidden;
     for (auto& enc : unet_) {
-      const auto out = enc.model->forward(ids_for(enc.tokenizer, enc.model, prompt), /*keep_hidden_states=*/enc.hidden_layer != -1);
+      const auto out = enc.model->forward(enc.tokenizer.batch({prompt}), /*keep_hidden_states=*/enc.hidden_layer != -1);
       const auto layers = static_cast<int64_t>(out.hidden_states.size());  // h_0 ... h_N
       hidden.push_back(enc.hidden_layer == -1 ? out.last_hidden_state : out.hidden_states[static_cast<size_t>(layers + enc.hidden_layer)]);
       if (&enc == &unet_.back() && options_.time_ids().defined()) e.pooled = out.text_embeds;
     }
     e.hidden = hidden.size() == 1 ? hidden[0] : torch::cat(hidden, -1);
     if (reward_) {
-      const auto out = reward_->model->forward(ids_for(reward_->tokenizer, reward_->model, prompt));
+      const auto out = reward_->model->forward(reward_->tokenizer.batch({prompt}));
       e.reward = out.text_embeds / out.text_embeds.norm(2, -1, true);
     }
     if (cache_.size() >= options_.cache_size()) {
