@@ -48,3 +48,18 @@ TORCH_LIBRARY_IMPL(diffinstruct, CPU, m) {
 // A symbol the headers reference when DIFFINSTRUCT_WITH_CUDA_KERNELS is defined, so a linker with
 // --as-needed keeps this library (and its static registrations) in the program.
 extern "C" int diffinstruct_cuda_kernels_linked() { return 1; }
+
+// The CUDA caching allocator's statistics for memory/peak_memory.hpp (libc10_cuda is linked here,
+// not by the header-only library).
+#include <c10/cuda/CUDACachingAllocator.h>
+
+extern "C" void diffinstruct_cuda_memory_reset_peak(int device) {
+  c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
+}
+
+extern "C" void diffinstruct_cuda_memory_allocated(int device, long long* current, long long* peak) {
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
+  const auto& a = stats.allocated_bytes[0];  // StatType::AGGREGATE (its namespace moved between LibTorch versions)
+  *current = a.current;
+  *peak = a.peak;
+}

@@ -49,12 +49,13 @@ torch::Tensor flat_weights(Mlp& g, Mlp& a) {
 
 int main(int argc, char** argv) {
   CLI::App app{"data-parallel DI* test worker"};
-  int64_t steps = 6, batch = 8, save_at = -1, die_at = -1, timeout_ms = 20000;
+  int64_t steps = 6, batch = 8, save_at = -1, die_at = -1, timeout_ms = 20000, micro_batches = 1;
   std::string out, resume, checkpoint, file_store, backend = "gloo", resume_mode = "strict";
   std::vector<std::string> compare;
   double tol = 1e-5;
   app.add_option("--steps", steps);
   app.add_option("--batch", batch, "per-rank batch");
+  app.add_option("--micro-batches", micro_batches, "gradient accumulation: micro-batches per update");
   app.add_option("--out", out, "rank 0 writes the final weights here");
   app.add_option("--checkpoint", checkpoint, "checkpoint path for --save-at");
   app.add_option("--save-at", save_at, "write a checkpoint after this many steps");
@@ -92,7 +93,8 @@ int main(int argc, char** argv) {
                          [](torch::Tensor x, torch::Tensor) { return torch::sigmoid(3 * x.select(1, 0)); }),
                      di::CosineVPSchedule()},
                     conditions, std::vector<int64_t>{2},
-                    di::DiStarTrainerOptions().batch_size(batch).alpha_rew(0.3).ema_decay(0.9).seed(7).generator_adam(di::AdamSettings(1e-3)));
+                    di::DiStarTrainerOptions().batch_size(batch).micro_batches(micro_batches).alpha_rew(0.3).ema_decay(0.9).seed(7).generator_adam(
+                        di::AdamSettings(1e-3)));
     auto dp = di::DataParallel::from_env(di::DataParallelOptions()
                                              .timeout(std::chrono::milliseconds(timeout_ms))
                                              .file_store(file_store)

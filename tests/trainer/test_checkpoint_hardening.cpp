@@ -66,9 +66,12 @@ TEST_CASE("#12 a checkpoint writer killed with SIGKILL at random moments always 
   fs::remove(path);
   const int64_t hidden = 20000;  // ~2.9 MB per checkpoint: the writer spends its time writing
   std::mt19937 rng(12);
-  int stale_found = 0, trials = 20;
+  // At least 20 kills; more (up to 60) while none has landed mid-write yet, so that a slow machine
+  // (sanitizers, a loaded CI runner) still exercises the interrupted write the test is about.
+  int stale_found = 0, trials = 0;
   int64_t last_step = 0;
-  for (int trial = 0; trial < trials; ++trial) {
+  for (; trials < 20 || (stale_found == 0 && trials < 60); ++trials) {
+    const int trial = trials;
     int out[2];
     REQUIRE(::pipe(out) == 0);
     posix_spawn_file_actions_t actions;

@@ -69,7 +69,8 @@ class Denoiser {
     TORCH_CHECK(out.defined() && out.sizes() == x_t.sizes(), "diffinstruct::Denoiser(", name_,
                 "): expected the model to return a prediction of shape ", x_t.sizes(), " (the shape of x_t), got ",
                 detail::shape_str(out));
-    return Param::to_eps(out, x_t, alpha, sigma);
+    // ε̂ in x_t's dtype: under autocast the network computes in reduced precision, the losses do not.
+    return Param::to_eps(out.scalar_type() == x_t.scalar_type() ? out : out.to(x_t.scalar_type()), x_t, alpha, sigma);
   }
 
   /// Declares a module that the callable model uses (returns *this).

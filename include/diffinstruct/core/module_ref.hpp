@@ -51,6 +51,16 @@ class ModuleRef {
     for (auto& p : named_parameters()) out.push_back(std::move(p.second));
     return out;
   }
+  /// Every parameter and buffer, parameters first.
+  std::vector<torch::Tensor> tensors() const {
+    auto out = parameters();
+    if (native_) {
+      for (const auto& b : native_->buffers()) out.push_back(b);
+    } else {
+      for (const auto& b : script_->buffers()) out.push_back(b);
+    }
+    return out;
+  }
   void train(bool on) const {
     if (native_) native_->train(on);
     else script_->train(on);

@@ -8,6 +8,7 @@
 /// | `c10::Allocator::allocate` | `const` | not `const` (counting_allocator.hpp defines both) |
 /// | `c10::Allocator::copy_data` | absent | pure virtual |
 /// | `at::scaled_dot_product_attention` | absent (composed from matmul and softmax here) | present (fused kernels) |
+/// | `_amp_foreach_non_finite_check_and_unscale_`, `_amp_update_scale_` | CUDA only | CUDA and CPU (2.4 on) |
 /// | autocast state | `at::autocast::is_enabled()`, `is_cpu_enabled()`, `get_autocast_gpu_dtype()`, ... | `is_autocast_enabled(device_type)`, `get_autocast_dtype(device_type)` (2.4 on; the old names deprecated) |
 
 #include <ATen/autocast_mode.h>
@@ -91,6 +92,16 @@ inline void set_autocast_state(const AutocastState& s) {
   at::autocast::set_autocast_gpu_dtype(s.cuda_dtype);
 }
 #endif
+
+/// Whether ATen's loss-scaling ops (`_amp_foreach_non_finite_check_and_unscale_`,
+/// `_amp_update_scale_`) have kernels for `device`: CUDA always, the CPU from LibTorch 2.4.
+inline bool has_amp_scaler_ops(const c10::Device& device) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  return device.is_cuda() || device.is_cpu();
+#else
+  return device.is_cuda();
+#endif
+}
 
 /// Sets an autocast state for a scope and restores the previous one after (also on an exception).
 /// Leaving the outermost autocast region clears autocast's cache of casted weights, as PyTorch's

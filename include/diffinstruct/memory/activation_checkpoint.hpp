@@ -100,8 +100,10 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
     for (size_t i = 0; i < out.size(); ++i) {
       TORCH_CHECK(out[i].defined(), "diffinstruct::checkpoint: output ", i, " of the checkpointed function is undefined");
       // An output that aliases an input would be changed in place by autograd's bookkeeping.
+      // So would one returned twice: each output of the node needs its own tensor.
       bool aliases = false;
       for (const auto& t : inputs) aliases = aliases || (t.defined() && out[i].is_same(t));
+      for (size_t j = 0; j < i; ++j) aliases = aliases || out[i].is_same(out[j]);
       if (aliases) out[i] = out[i].clone();
     }
     return out;

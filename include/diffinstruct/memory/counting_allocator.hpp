@@ -17,6 +17,9 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
 
 namespace diffinstruct {
 
@@ -33,7 +36,10 @@ class CountingCpuAllocator final : public c10::Allocator {
   // and whichever the base class declares is the one that overrides it.
   c10::DataPtr allocate(size_t bytes) const { return counted(bytes); }
   c10::DataPtr allocate(size_t bytes) { return counted(bytes); }
-  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+  // Some kernels (convolutions, for one) allocate through raw_allocate(), which needs a DataPtr whose
+  // context is its data pointer and a raw deleter: the bookkeeping therefore lives in a table keyed
+  // by the data pointer, not in the DataPtr's context.
+  c10::DeleterFnPtr raw_deleter() const override { return &CountingCpuAllocator::release; }
   // Pure virtual in 2.x, absent in 1.13.
   void copy_data(void* dest, const void* src, std::size_t count) const { std::memcpy(dest, src, count); }
 
@@ -45,28 +51,54 @@ class CountingCpuAllocator final : public c10::Allocator {
   void set_base(c10::Allocator* base) { base_ = base; }
 
  private:
+  struct Entry {
+    c10::DataPtr inner;  // the memory, freed through the allocator that gave it
+    size_t bytes;
+    const CountingCpuAllocator* owner;
+  };
+  // One stack per pointer: counters can be chained (one installed over another), and then the
+  // outer counter's entry sits above the inner's; freeing pops the outer, whose inner DataPtr then
+  // frees through the inner counter, which pops its own.
+  struct Table {
+    std::mutex mutex;
+    std::unordered_map<void*, std::vector<Entry>> entries;
+  };
+  static Table& table() {
+    static auto* t = new Table();  // never destroyed: tensors may be freed during static destruction
+    return *t;
+  }
+
   c10::DataPtr counted(size_t bytes) const {
     c10::Allocator* base = base_ ? base_ : c10::GetDefaultCPUAllocator();
     auto inner = base->allocate(bytes);
     void* data = inner.get();
     const auto device = inner.device();
-    auto* ctx = new Context{std::move(inner), bytes, this};
+    if (data == nullptr) return inner;  // a zero-byte allocation: nothing to count
+    {
+      auto& t = table();
+      std::lock_guard<std::mutex> lock(t.mutex);
+      t.entries[data].push_back(Entry{std::move(inner), bytes, this});
+    }
     const int64_t now = live_.fetch_add(static_cast<int64_t>(bytes)) + static_cast<int64_t>(bytes);
     int64_t peak = peak_.load();
     while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
     }
     allocations_.fetch_add(1);
-    return {data, ctx, &CountingCpuAllocator::release, device};
+    return {data, data, &CountingCpuAllocator::release, device};
   }
-  struct Context {
-    c10::DataPtr inner;
-    size_t bytes;
-    const CountingCpuAllocator* owner;
-  };
-  static void release(void* p) {
-    auto* ctx = static_cast<Context*>(p);
-    ctx->owner->live_.fetch_sub(static_cast<int64_t>(ctx->bytes));
-    delete ctx;  // frees the memory through the allocator that gave it
+  static void release(void* data) {
+    Entry entry{c10::DataPtr(), 0, nullptr};
+    {
+      auto& t = table();
+      std::lock_guard<std::mutex> lock(t.mutex);
+      const auto it = t.entries.find(data);
+      if (it == t.entries.end() || it->second.empty()) return;  // cannot happen: only our DataPtrs name this deleter
+      entry = std::move(it->second.back());
+      it->second.pop_back();
+      if (it->second.empty()) t.entries.erase(it);
+    }
+    entry.owner->live_.fetch_sub(static_cast<int64_t>(entry.bytes));
+    // entry.inner frees the memory here, outside the lock.
   }
 
   c10::Allocator* base_ = nullptr;

@@ -13,6 +13,8 @@
 ///   auto o = models::BuildOptions().dtype(torch::kBFloat16).init(models::Init::kEmpty);
 ///   models::Linear proj(320, 1280, /*bias=*/true, o);
 
+#include <diffinstruct/core/torch_compat.hpp>
+
 #include <torch/torch.h>
 
 #include <cmath>
@@ -38,6 +40,22 @@ struct BuildOptions {
 };
 
 namespace detail {
+
+/// Normalisations under mixed precision: computed in float32 when autocast is on for the input's
+/// device or the input's dtype differs from the weights' (a bf16 activation into a float32 norm, or
+/// the reverse). That is what autocast's float32 list does for group_norm and layer_norm on CUDA;
+/// LibTorch 1.13's CPU autocast leaves them alone, and its CPU group_norm refuses mixed dtypes.
+/// Under autocast the result stays float32 (as autocast returns it); without, it comes back in the
+/// input's dtype.
+template <class Norm>
+torch::Tensor norm_mixed_precision(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, Norm norm) {
+  const auto s = compat::autocast_state();
+  const bool autocast = x.is_cuda() ? s.cuda : (x.is_cpu() && s.cpu);
+  if (!autocast && x.scalar_type() == weight.scalar_type()) return norm(x, weight, bias);
+  if (x.scalar_type() == torch::kDouble) return norm(x, weight.to(torch::kDouble), bias.to(torch::kDouble));
+  const auto y = norm(x.to(torch::kFloat), weight.to(torch::kFloat), bias.to(torch::kFloat));
+  return autocast ? y : y.to(x.scalar_type());
+}
 
 /// PyTorch's reset_parameters for Linear and Conv: U(-1/√fan_in, 1/√fan_in) for both the weight
 /// (what kaiming_uniform_ with a = √5 reduces to) and the bias.
@@ -107,7 +125,11 @@ class GroupNormImpl : public torch::nn::Module {
       bias.zero_();
     }
   }
-  torch::Tensor forward(const torch::Tensor& x) { return torch::group_norm(x, groups_, weight, bias, eps_); }
+  torch::Tensor forward(const torch::Tensor& x) {
+    return detail::norm_mixed_precision(x, weight, bias, [this](const torch::Tensor& v, const torch::Tensor& w, const torch::Tensor& b) {
+      return torch::group_norm(v, groups_, w, b, eps_);
+    });
+  }
   torch::Tensor weight, bias;
 
  private:
@@ -129,7 +151,11 @@ class LayerNormImpl : public torch::nn::Module {
       bias.zero_();
     }
   }
-  torch::Tensor forward(const torch::Tensor& x) { return torch::layer_norm(x, {dim_}, weight, bias, eps_); }
+  torch::Tensor forward(const torch::Tensor& x) {
+    return detail::norm_mixed_precision(x, weight, bias, [this](const torch::Tensor& v, const torch::Tensor& w, const torch::Tensor& b) {
+      return torch::layer_norm(v, {dim_}, w, b, eps_);
+    });
+  }
   torch::Tensor weight, bias;
 
  private:

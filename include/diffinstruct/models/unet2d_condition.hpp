@@ -16,6 +16,7 @@
 ///   torch::Tensor eps = unet->forward(latents, timesteps, c);
 
 #include <diffinstruct/core/condition.hpp>
+#include <diffinstruct/memory/activation_checkpoint.hpp>
 #include <diffinstruct/models/blocks/embeddings.hpp>
 #include <diffinstruct/models/blocks/unet_blocks.hpp>
 #include <diffinstruct/models/unet2d_condition_config.hpp>
@@ -117,15 +118,22 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
 
     auto h = conv_in(x);
     std::vector<torch::Tensor> skips{h};
-    for (auto& block : down_) h = block(h, emb, context, &skips);
-    h = mid_block(h, emb, context);
+    const bool recompute = gradient_checkpointing_ && torch::GradMode::is_enabled();
+    for (auto& block : down_) h = recompute ? checkpointed_down(block, h, emb, context, skips) : block(h, emb, context, &skips);
+    h = recompute ? checkpoint_module(mid_block, h, emb, context) : mid_block(h, emb, context);
     for (size_t i = 0; i < up_.size(); ++i) {
       c10::optional<std::vector<int64_t>> size;
       if (explicit_upsample_size && i + 1 < up_.size()) size = skips[skips.size() - up_[i]->num_resnets() - 1].sizes().slice(2).vec();
-      h = up_[i](h, skips, emb, context, size);
+      h = recompute ? checkpointed_up(up_[i], h, skips, emb, context, size) : up_[i](h, skips, emb, context, size);
     }
     return conv_out(activate(act_, conv_norm_out(h)));
   }
+
+  /// Recompute each down, mid and up block in backward instead of keeping its activations
+  /// (memory/activation_checkpoint.hpp; diffusers' `enable_gradient_checkpointing()`): the same
+  /// gradients, each block run twice. It acts only while autograd records.
+  void set_gradient_checkpointing(bool on) { gradient_checkpointing_ = on; }
+  bool gradient_checkpointing() const { return gradient_checkpointing_; }
 
   const UNet2DConditionConfig& config() const { return config_; }
 
@@ -136,6 +144,35 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   GroupNorm conv_norm_out{nullptr};
 
  private:
+  // A down block's skips are the outputs of the checkpointed call; its result is the last of them.
+  static torch::Tensor checkpointed_down(DownBlock2D& block, const torch::Tensor& h, const torch::Tensor& emb, const torch::Tensor& context,
+                                         std::vector<torch::Tensor>& skips) {
+    auto out = checkpoint(
+        [block](const std::vector<torch::Tensor>& in) mutable {
+          std::vector<torch::Tensor> res;
+          block(in[0], in[1], in[2], &res);
+          return res;
+        },
+        {h, emb, context}, block->parameters());
+    skips.insert(skips.end(), out.begin(), out.end());
+    return out.back();
+  }
+  // An up block consumes the last num_resnets() skips: they are inputs of the checkpointed call.
+  static torch::Tensor checkpointed_up(UpBlock2D& block, const torch::Tensor& h, std::vector<torch::Tensor>& skips, const torch::Tensor& emb,
+                                       const torch::Tensor& context, const c10::optional<std::vector<int64_t>>& size) {
+    const size_t n = block->num_resnets();
+    std::vector<torch::Tensor> in{h, emb, context};
+    in.insert(in.end(), skips.end() - static_cast<std::ptrdiff_t>(n), skips.end());
+    skips.resize(skips.size() - n);
+    return checkpoint(
+        [block, n, size](const std::vector<torch::Tensor>& x) mutable {
+          std::vector<torch::Tensor> own(x.begin() + 3, x.end());
+          TORCH_INTERNAL_ASSERT(own.size() == n);
+          return std::vector<torch::Tensor>{block(x[0], own, x[1], x[2], size)};
+        },
+        in, block->parameters())[0];
+  }
+
   void check_inputs(const torch::Tensor& sample, const torch::Tensor& timestep, const TextCondition& cond) const {
     const auto& c = config_;
     const char* who = "diffinstruct::models::UNet2DConditionModel";
@@ -166,6 +203,7 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   }
 
   UNet2DConditionConfig config_;
+  bool gradient_checkpointing_ = false;
   Activation act_ = Activation::kSilu;
   c10::optional<Activation> time_embed_act_;
   std::vector<DownBlock2D> down_;

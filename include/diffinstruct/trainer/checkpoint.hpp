@@ -67,13 +67,37 @@ inline std::vector<std::pair<std::string, std::string>> options_to_text(const Di
   out.emplace_back("sample_shape", shape_text(o.sample_shape()));
   out.emplace_back("keep_checkpoints", std::to_string(o.keep_checkpoints()));
   out.emplace_back("seed", std::to_string(o.seed()));
+  out.emplace_back("precision", precision_name(o.precision()));
+  out.emplace_back("loss_scaling", o.loss_scaling() == LossScaling::kAuto ? "auto" : o.loss_scaling() == LossScaling::kOn ? "on" : "off");
+  num("grad_scaler.init_scale", o.grad_scaler().init_scale());
+  num("grad_scaler.growth_factor", o.grad_scaler().growth_factor());
+  num("grad_scaler.backoff_factor", o.grad_scaler().backoff_factor());
+  out.emplace_back("grad_scaler.growth_interval", std::to_string(o.grad_scaler().growth_interval()));
+  out.emplace_back("reuse_generator_samples", o.reuse_generator_samples() ? "1" : "0");
   return out;
+}
+
+/// Options added after format 2 was fixed: a checkpoint written before them has none, and means
+/// their defaults (what every run did then).
+inline bool option_added_later(const std::string& k) {
+  return k == "precision" || k == "loss_scaling" || k.rfind("grad_scaler.", 0) == 0 || k == "reuse_generator_samples";
+}
+
+/// The default text of an option added later ("" for any other).
+inline std::string later_option_default(const std::string& k) {
+  if (!option_added_later(k)) return {};
+  for (const auto& [key, v] : options_to_text(DiStarTrainerOptions())) {
+    if (key == k) return v;
+  }
+  return {};
 }
 
 /// The options stored in a checkpoint's metadata; every value is parsed strictly and validated.
 inline DiStarTrainerOptions options_from_text(const std::map<std::string, std::string>& meta, const std::string& path) {
+  std::map<std::string, std::string> defaults;  // keeps the references get() returns alive
   auto get = [&](const std::string& k) -> const std::string& {
     const auto it = meta.find("options." + k);
+    if (it == meta.end() && option_added_later(k)) return defaults[k] = later_option_default(k);
     TORCH_CHECK(it != meta.end(), "diffinstruct::DiStarTrainer::load: checkpoint '", path, "' has no option '", k, "'");
     return it->second;
   };
@@ -116,6 +140,20 @@ inline DiStarTrainerOptions options_from_text(const std::map<std::string, std::s
   o.non_finite(nf == "skip" ? NonFinitePolicy::kSkip : NonFinitePolicy::kThrow);
   o.max_consecutive_skips(integer("max_consecutive_skips")).check_weights(flag("check_weights")).keep_checkpoints(integer("keep_checkpoints"));
   o.seed(static_cast<uint64_t>(integer("seed")));
+  const auto& precision = get("precision");
+  TORCH_CHECK(precision == "fp32" || precision == "bf16" || precision == "fp16", "diffinstruct::DiStarTrainer::load: option 'precision' in '",
+              path, "' is '", precision, "'");
+  o.precision(parse_precision(precision));
+  const auto& scaling = get("loss_scaling");
+  TORCH_CHECK(scaling == "auto" || scaling == "on" || scaling == "off", "diffinstruct::DiStarTrainer::load: option 'loss_scaling' in '",
+              path, "' is '", scaling, "'");
+  o.loss_scaling(scaling == "auto" ? LossScaling::kAuto : scaling == "on" ? LossScaling::kOn : LossScaling::kOff);
+  o.grad_scaler(GradScalerOptions()
+                    .init_scale(num("grad_scaler.init_scale"))
+                    .growth_factor(num("grad_scaler.growth_factor"))
+                    .backoff_factor(num("grad_scaler.backoff_factor"))
+                    .growth_interval(integer("grad_scaler.growth_interval")));
+  o.reuse_generator_samples(flag("reuse_generator_samples"));
   // sample_shape: "[a, b, c]" or "[]"
   std::string s = get("sample_shape");
   TORCH_CHECK(s.size() >= 2 && s.front() == '[' && s.back() == ']', "diffinstruct::DiStarTrainer::load: option 'sample_shape' in '", path,
@@ -177,6 +215,12 @@ void DiStarTrainer<G, T, A, C, D, Gd, R, S>::save(const std::string& path) {
     detail::optimizer_to_record(*generator_opt_, gen_named, "optim/generator", "generator", tensors, meta);
     detail::optimizer_to_record(*assistant_opt_, detail::named_parameters(assistant_.model()), "optim/assistant", "assistant", tensors, meta);
     tensors.emplace_back("rng", rng_.get_state());
+    const std::pair<const GradScaler*, const char*> scalers[] = {{&generator_scaler_, "generator"}, {&assistant_scaler_, "assistant"}};
+    for (const auto& [scaler, role] : scalers) {
+      if (!scaler->enabled()) continue;
+      tensors.emplace_back(std::string("scaler/") + role + "/scale", scaler->scale_tensor().to(torch::kCPU));
+      tensors.emplace_back(std::string("scaler/") + role + "/growth_tracker", scaler->growth_tracker_tensor().to(torch::kCPU));
+    }
     meta["format"] = detail::kCheckpointFormat;
     meta["step"] = std::to_string(step_);
     meta["non_finite_total"] = std::to_string(non_finite_total_);
@@ -213,6 +257,7 @@ void DiStarTrainer<G, T, A, C, D, Gd, R, S>::load(const std::string& path, Resum
   const auto asst_params = detail::named_parameters(assistant_.model());
   bool ema_from_generator = false;
   std::vector<std::string> notes;
+  std::vector<std::pair<std::string, std::pair<double, int64_t>>> scaler_states;  // (role, (scale, growth tracker))
   // Phase 1: read and check everything; nothing of this trainer changes yet.
   try {
     file_holder = std::make_unique<io::SafetensorsFile>(path);
@@ -227,7 +272,12 @@ void DiStarTrainer<G, T, A, C, D, Gd, R, S>::load(const std::string& path, Resum
     for (const auto& [k, v] : meta) {
       if (k.rfind("run.", 0) == 0) saved[k.substr(4)] = v;
     }
-    for (const auto& [k, v] : run_definition()) live[k] = v;
+    for (const auto& [k, v] : run_definition()) {
+      live[k] = v;
+      // A checkpoint from before an option existed ran with its default.
+      if (!saved.count(k) && k.rfind("options.", 0) == 0 && detail::option_added_later(k.substr(8)))
+        saved[k] = detail::later_option_default(k.substr(8));
+    }
     std::set<std::string> keys;
     for (const auto& kv : saved) keys.insert(kv.first);
     for (const auto& kv : live) keys.insert(kv.first);
@@ -247,6 +297,14 @@ void DiStarTrainer<G, T, A, C, D, Gd, R, S>::load(const std::string& path, Resum
       TORCH_CHECK(structural.empty(), "its policies, shapes or world size differ from this trainer's (ResumeMode::kKeepLiveOptions "
                   "resumes anyway):", structural);
       options = detail::options_from_text(meta, path);
+      // How this run computes stays this trainer's choice.
+      options.checkpoint_generator(options_.checkpoint_generator()).checkpoint_teacher(options_.checkpoint_teacher());
+      options.checkpoint_assistant(options_.checkpoint_assistant()).checkpoint_reward(options_.checkpoint_reward());
+      options.measure_memory(options_.measure_memory()).micro_batches(options_.micro_batches());
+      TORCH_CHECK(options.batch_size() % options.micro_batches() == 0, "its batch size ", options.batch_size(), " is not divisible by this "
+                  "trainer's micro_batches ", options.micro_batches());
+      check_precision_supported(options.precision(), tensor_options_.device(), "its precision");
+      check_master_weights(options.precision());
       if (generator_opt_kind_ != detail::OptimizerKind::kUser) {
         new_gen_opt = detail::make_adam(generator_params_, options.generator_adam());
         new_asst_opt = detail::make_adam(assistant_params_, options.assistant_adam());
@@ -292,6 +350,27 @@ void DiStarTrainer<G, T, A, C, D, Gd, R, S>::load(const std::string& path, Resum
                 "' has shape ", c10::IntArrayRef(rng.shape), ", expected ", rng_.get_state().sizes());
     for (const char* k : {"step", "non_finite_total", "skips_in_row.generator", "skips_in_row.assistant"}) {
       TORCH_CHECK(meta.count(k), "'", path, "' has no '", k, "'");
+    }
+    // Loss scales: read and checked now, applied in phase 2 (a run without scaling has none).
+    if (options.scales_losses()) {
+      for (const char* role : {"generator", "assistant"}) {
+        const auto* scale = file.find(std::string("scaler/") + role + "/scale");
+        const auto* tracker = file.find(std::string("scaler/") + role + "/growth_tracker");
+        if (!scale || !tracker) {
+          notes.push_back(c10::str("diffinstruct::DiStarTrainer::load: ", where, " has no ", role, " loss scale (it was saved without "
+                                   "loss scaling); it starts at init_scale ", options.grad_scaler().init_scale()));
+          continue;
+        }
+        TORCH_CHECK(scale->dtype == torch::kFloat && c10::IntArrayRef(scale->shape) == c10::IntArrayRef({1}) &&
+                        tracker->dtype == torch::kInt && c10::IntArrayRef(tracker->shape) == c10::IntArrayRef({1}),
+                    "the ", role, " loss scale in '", path, "' is not a float32 [1] scale and an int32 [1] growth tracker");
+        const double value = file.read(std::string("scaler/") + role + "/scale").item<double>();
+        const int64_t count = file.read(std::string("scaler/") + role + "/growth_tracker").item<int>();
+        TORCH_CHECK(std::isfinite(value) && value > 0 && count >= 0 && count < options.grad_scaler().growth_interval(), "the ", role,
+                    " loss scale in '", path, "' is ", value, " with growth tracker ", count, "; expected a finite scale > 0 and a tracker "
+                    "in [0, growth_interval = ", options.grad_scaler().growth_interval(), ")");
+        scaler_states.emplace_back(role, std::make_pair(value, count));
+      }
     }
   } catch (const c10::Error& e) {
     const std::string msg = e.what_without_backtrace();
@@ -340,6 +419,8 @@ void DiStarTrainer<G, T, A, C, D, Gd, R, S>::load(const std::string& path, Resum
   }
   options_ = options;
   sample_shape_ = options_.sample_shape().empty() ? noise_shape_ : options_.sample_shape();
+  build_scalers();  // the (possibly new) options' loss scaling, then the saved scales
+  for (const auto& [role, state] : scaler_states) (role == "generator" ? generator_scaler_ : assistant_scaler_).set_state(state.first, state.second);
   step_ = step;
   non_finite_total_ = non_finite_total;
   skips_in_row_[kGeneratorPhase] = skips_g;

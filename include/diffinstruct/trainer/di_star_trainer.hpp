@@ -4,6 +4,10 @@
 #include <diffinstruct/divergences/pseudo_huber_score.hpp>
 #include <diffinstruct/losses/assistant_loss.hpp>
 #include <diffinstruct/losses/generator_loss.hpp>
+#include <diffinstruct/memory/activation_checkpoint.hpp>
+#include <diffinstruct/memory/peak_memory.hpp>
+#include <diffinstruct/precision/grad_scaler.hpp>
+#include <diffinstruct/precision/precision.hpp>
 #include <diffinstruct/rewards/guidance.hpp>
 #include <diffinstruct/rewards/reward.hpp>
 #include <diffinstruct/schedules/discrete_vp.hpp>
@@ -48,6 +52,15 @@ template <class T, class = void>
 struct has_parameters : std::false_type {};
 template <class T>
 struct has_parameters<T, std::void_t<decltype(std::declval<T&>().parameters())>> : std::true_type {};
+
+/// f(inputs), or f checkpointed (memory/activation_checkpoint.hpp): recomputed in backward, keeping
+/// only `inputs`. `f` is kept by the autograd graph until backward, so it must own what it uses.
+template <class F>
+torch::Tensor maybe_checkpointed(bool on, F f, const std::vector<torch::Tensor>& inputs, const std::vector<torch::Tensor>& params = {}) {
+  if (!on) return f(inputs);
+  return checkpoint([f = std::move(f)](const std::vector<torch::Tensor>& in) mutable { return std::vector<torch::Tensor>{f(in)}; }, inputs,
+                    params)[0];
+}
 
 inline double since_ms(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -109,6 +122,12 @@ inline std::string first_shared(const NamedTensors& a, const char* role_a, const
 ///   and counted; `max_consecutive_skips` in a row end the run with an error.
 /// * All randomness (z, conditions, t, ε) comes from the trainer's own CPU generator seeded by
 ///   `options.seed()`: two runs with the same seed give bit-identical weights on CPU.
+/// * Precision (`options.precision()`, docs/memory.md#precision): the trained weights are float32
+///   or float64 master weights (checked), and the loop's numbers (noise, t, α_t, σ_t, w(t), losses,
+///   rewards, statistics) are in their dtype; under kBFloat16/kFloat16 the networks' forward passes
+///   run under autocast and their outputs come back to the loop's dtype. With loss scaling
+///   (kFloat16, or `loss_scaling(kOn)`) an update whose gradients overflow is skipped, counted in
+///   `StepStats::overflows`, and the scale backs off.
 ///
 /// Example:
 ///   DiStarTrainer<Generator<Mlp>, Denoiser<Score, ScorePrediction>, Denoiser<Mlp>, NoCondition,
@@ -152,12 +171,20 @@ class DiStarTrainer {
     if constexpr (!std::is_same_v<Cond, NoCondition>) {
       TORCH_CHECK(static_cast<bool>(conditions_.sample), "diffinstruct::DiStarTrainer: expected a condition sampler, got an empty function");
     }
+    if constexpr (!std::is_same_v<Cond, NoCondition> && !detail::has_condition_slice<Cond>::value) {
+      TORCH_CHECK(options_.micro_batches() == 1, "diffinstruct::DiStarTrainer: micro_batches > 1 needs ConditionTraits<Cond>::slice(c, "
+                  "begin, end) for this condition type (docs/policies.md#conditions)");
+    }
     generator_params_ = detail::model_parameters(generator_.model());
     assistant_params_ = detail::model_parameters(assistant_.model());
     TORCH_CHECK(!generator_params_.empty(), "diffinstruct::DiStarTrainer: the generator has no parameters to train");
     TORCH_CHECK(!assistant_params_.empty(), "diffinstruct::DiStarTrainer: the assistant has no parameters to train");
+    check_master_weights(options_.precision());
     const auto& p0 = generator_params_.front();
-    tensor_options_ = p0.options().requires_grad(false);
+    tensor_options_ = p0.options().requires_grad(false).dtype(loop_dtype_for(p0.scalar_type()));
+    check_precision_supported(options_.precision(), tensor_options_.device(), "diffinstruct::DiStarTrainer");
+    TORCH_CHECK(!options_.measure_memory() || peak_memory_supported(tensor_options_.device()), "diffinstruct::DiStarTrainer: "
+                "measure_memory on ", tensor_options_.device(), " needs the CUDA extension diffinstruct::cuda linked");
     sample_shape_ = options_.sample_shape().empty() ? noise_shape_ : options_.sample_shape();
     // Frozen models: evaluation mode and no parameter gradients, ever.
     frozen_ = teacher_.modules();
@@ -170,6 +197,7 @@ class DiStarTrainer {
     for (auto& p : generator_params_) p.requires_grad_(true);
     for (auto& p : assistant_params_) p.requires_grad_(true);
     build_optimizers();
+    build_scalers();
     if (options_.ema_decay() > 0) ema_ = ExponentialMovingAverage(generator_params_, options_.ema_decay());
   }
 
@@ -204,24 +232,30 @@ class DiStarTrainer {
   /// One DI* iteration.
   StepStats step() {
     StepStats stats;
+    std::unique_ptr<PeakMemoryScope> memory;
+    if (options_.measure_memory()) memory = std::make_unique<PeakMemoryScope>(tensor_options_.device());
     for (const auto& m : frozen_) {
       if (m.is_training()) m.train(false);  // someone switched a frozen model back to training mode
     }
+    // With reuse_generator_samples the generator updates first and its (detached) samples train
+    // the assistant's first update, as in DMD2; otherwise the assistant updates first.
+    const bool reuse = options_.reuse_generator_samples();
+    if (reuse) generator_phase(stats);
     const auto t_assistant = std::chrono::steady_clock::now();
     double assistant_loss_sum = 0;
     int64_t assistant_done = 0;
     for (int64_t k = 0; k < options_.assistant_steps(); ++k) {
-      const auto loss = assistant_update(stats);
+      const auto loss = assistant_update(stats, reuse && k == 0 ? &reused_ : nullptr);
       if (std::isfinite(loss)) {
         assistant_loss_sum += loss;
         ++assistant_done;
       }
     }
+    reused_ = {};
     stats.assistant_loss = assistant_done ? assistant_loss_sum / assistant_done : std::nan("");
     stats.assistant_ms = detail::since_ms(t_assistant);
-    const auto t_generator = std::chrono::steady_clock::now();
-    generator_update(stats);
-    stats.generator_ms = detail::since_ms(t_generator);
+    if (!reuse) generator_phase(stats);
+    if (memory) stats.peak_bytes = memory->peak_bytes();
     stats.step = ++step_;
     non_finite_total_ += stats.non_finite;
     return stats;
@@ -258,7 +292,8 @@ class DiStarTrainer {
     const bool swap = use_ema && ema_decay_on();
     if (swap) ema_.swap(generator_params_);
     SwapBack guard{swap ? &ema_ : nullptr, generator_params_};
-    return generator_(z, c);
+    AutocastScope autocast(options_.precision(), tensor_options_.device());
+    return generator_(z, c).to(tensor_options_.dtype());
   }
 
   /// What defines this run, as (key, text) pairs: the trainer options, the policies, the shapes and
@@ -275,6 +310,11 @@ class DiStarTrainer {
   ExponentialMovingAverage& ema() { return ema_; }
   torch::optim::Optimizer& generator_optimizer() { return *generator_opt_; }
   torch::optim::Optimizer& assistant_optimizer() { return *assistant_opt_; }
+  /// The dynamic loss scales (disabled unless the options scale losses).
+  GradScaler& generator_scaler() { return generator_scaler_; }
+  GradScaler& assistant_scaler() { return assistant_scaler_; }
+  /// The dtype of the loop's own numbers (noise, times, losses): the trained weights' (float32 or float64).
+  c10::ScalarType loop_dtype() const { return c10::typeMetaToScalarType(tensor_options_.dtype()); }
   at::Generator& rng() { return rng_; }
   const std::vector<torch::Tensor>& generator_parameters() const { return generator_params_; }
   const std::vector<torch::Tensor>& assistant_parameters() const { return assistant_params_; }
@@ -335,6 +375,44 @@ class DiStarTrainer {
     s.insert(s.end(), noise_shape_.begin(), noise_shape_.end());
     return s;
   }
+  std::vector<int64_t> sample_batch_shape() const {
+    std::vector<int64_t> s{options_.batch_size()};
+    s.insert(s.end(), sample_shape_.begin(), sample_shape_.end());
+    return s;
+  }
+  /// Rows of micro-batch k of this rank's batch (all of it with one micro-batch).
+  template <class T>
+  T micro_rows(const T& batch, int64_t k) const {
+    const int64_t n = options_.micro_batches();
+    if (n == 1) return batch;
+    const int64_t m = options_.batch_size() / n;
+    if constexpr (std::is_same_v<T, torch::Tensor>) return batch.slice(0, k * m, (k + 1) * m);
+    else if constexpr (std::is_same_v<T, NoCondition>) return batch;
+    else return ConditionTraits<T>::slice(batch, k * m, (k + 1) * m);
+  }
+  /// Sums micro-batches' gradients (an undefined one counts as zero).
+  static void accumulate(std::vector<torch::Tensor>& sum, std::vector<torch::Tensor> part) {
+    if (sum.empty()) {
+      sum = std::move(part);
+      return;
+    }
+    for (size_t i = 0; i < sum.size(); ++i) {
+      if (!part[i].defined()) continue;
+      if (sum[i].defined()) sum[i].add_(part[i]);
+      else sum[i] = std::move(part[i]);
+    }
+  }
+  /// Sums micro-batches' summaries: every entry is a share of a mean, but the last, a flag (all finite), which is the minimum.
+  static void add_summary(torch::Tensor& sum, const torch::Tensor& part) {
+    if (!sum.defined()) {
+      sum = part;
+      return;
+    }
+    const int64_t last = sum.size(0) - 1;
+    auto flag = torch::minimum(sum[last], part[last]);
+    sum = sum + part;
+    sum[last] = flag;
+  }
   Cond draw_condition() {
     if constexpr (std::is_same_v<Cond, NoCondition>) return NoCondition{};
     else return own_rows(conditions_.sample(options_.batch_size() * world(), rng_));
@@ -361,6 +439,23 @@ class DiStarTrainer {
     TORCH_CHECK(in_row < options_.max_consecutive_skips(), "diffinstruct::DiStarTrainer: ", in_row, " ", phase_name(phase),
                 " updates in a row were dropped as non-finite (max_consecutive_skips = ", options_.max_consecutive_skips(),
                 "); the run is not training any more. Last: ", msg);
+  }
+
+  /// Handles an update whose scaled gradients overflowed: not applied, counted, the scale backs off.
+  /// Not an error (float16 scaling meets a few at its start), but `max_consecutive_skips` in a row
+  /// mean no scale helps: the run stops.
+  void overflow_event(StepStats& stats, Phase phase, GradScaler& scaler, const std::vector<torch::Tensor>& params) {
+    for (auto& p : params) p.mutable_grad() = torch::Tensor();
+    const double was = scaler.scale_value();
+    scaler.update(/*overflow=*/true);
+    ++stats.overflows;
+    const int64_t in_row = ++skips_in_row_[phase];
+    const std::string msg = c10::str("diffinstruct::DiStarTrainer: the ", phase_name(phase), " gradients overflowed at loss scale ", was,
+                                     " at step ", step_ + 1, "; the update was skipped and the scale is now ", scaler.scale_value());
+    if (sink_) sink_(msg);
+    TORCH_CHECK(in_row < options_.max_consecutive_skips(), "diffinstruct::DiStarTrainer: ", in_row, " ", phase_name(phase),
+                " updates in a row were skipped (non-finite, or overflowing at every loss scale; max_consecutive_skips = ",
+                options_.max_consecutive_skips(), "). Last: ", msg);
   }
 
   /// Sets .grad from `grads`, clips, and returns the pre-clip global norm (NaN/inf if any is non-finite).
@@ -402,7 +497,9 @@ class DiStarTrainer {
   /// The generator's samples for noise z, checked where they are produced: floating point, on the
   /// trainer's device, of the expected per-sample shape.
   torch::Tensor generate(const torch::Tensor& z, const Cond& c) {
-    torch::Tensor x0 = generator_(z, c);
+    torch::Tensor x0 = detail::maybe_checkpointed(
+        options_.checkpoint_generator(), [this, c](const std::vector<torch::Tensor>& in) { return generator_(in[0], c); }, {z},
+        generator_params_);
     const auto& name = generator_.name();
     TORCH_CHECK(x0.is_floating_point(), "diffinstruct::DiStarTrainer: the generator ('", name, "') returned samples of dtype ",
                 x0.scalar_type(), "; expected a floating-point tensor");
@@ -414,7 +511,7 @@ class DiStarTrainer {
                 options_.sample_shape().empty() ? " (the noise shape; set DiStarTrainerOptions::sample_shape if the generator's samples "
                                                   "differ from its noise)"
                                                 : " (DiStarTrainerOptions::sample_shape)");
-    return x0;
+    return x0.to(tensor_options_.dtype());  // under autocast a network returns reduced precision: the loop is float32+
   }
 
   /// At the first step of each phase: the loss must reach no tensor requiring grad but `trained`.
@@ -454,6 +551,31 @@ class DiStarTrainer {
     }
   }
 
+  /// Trained weights are master weights: float32 (or float64 without autocast), never reduced
+  /// precision, whose updates of size lr·g would mostly round away.
+  void check_master_weights(Precision precision) const {
+    const bool autocast = precision != Precision::kFloat32;
+    const std::pair<detail::NamedTensors, const char*> roles[] = {{detail::named_parameters(generator_.model()), "generator"},
+                                                                 {detail::named_parameters(assistant_.model()), "assistant"}};
+    for (const auto& [named, role] : roles) {
+      for (const auto& [name, p] : named) {
+        const auto dt = p.scalar_type();
+        TORCH_CHECK(p.is_floating_point() && !is_reduced_precision(dt) && (!autocast || dt == torch::kFloat),
+                    "diffinstruct::DiStarTrainer: the ", role, "'s parameter '", name, "' is ", dt, "; trained weights must be ",
+                    autocast ? "float32 under mixed precision (autocast computes in "
+                             : "float32 or float64 (master weights; for reduced-precision compute keep them float32 and set "
+                               "DiStarTrainerOptions::precision, e.g. ",
+                    autocast ? precision_name(precision) : "bf16", autocast ? " from float32 master weights)" : ")");
+      }
+    }
+  }
+
+  void build_scalers() {
+    const auto device = tensor_options_.device();
+    generator_scaler_ = options_.scales_losses() ? GradScaler(options_.grad_scaler(), device) : GradScaler();
+    assistant_scaler_ = options_.scales_losses() ? GradScaler(options_.grad_scaler(), device) : GradScaler();
+  }
+
   void build_optimizers() {
     generator_opt_ = detail::make_adam(generator_params_, options_.generator_adam());
     assistant_opt_ = detail::make_adam(assistant_params_, options_.assistant_adam());
@@ -461,24 +583,64 @@ class DiStarTrainer {
     assistant_opt_kind_ = detail::adam_kind(options_.assistant_adam());
   }
 
-  double assistant_update(StepStats& stats) {
-    const auto z = randn(batch_shape());
-    const Cond c = draw_condition();
-    torch::Tensor x0;
-    {
-      torch::NoGradGuard no_grad;
-      x0 = generate(z, c);
-    }
+  /// The generator's samples of the last generator update, kept for the assistant (reuse_generator_samples).
+  struct ReusedSamples {
+    torch::Tensor x0;  // this rank's rows, detached
+    Cond c{};
+  };
+
+  void generator_phase(StepStats& stats) {
+    const auto t0 = std::chrono::steady_clock::now();
+    generator_update(stats);
+    stats.generator_ms = detail::since_ms(t0);
+  }
+
+  double assistant_update(StepStats& stats, const ReusedSamples* reused = nullptr) {
+    // Everything random is drawn for the whole batch first, in the order z, c, t, ε: any number of
+    // micro-batches follows the same random stream. Reused samples replace z, c and the generator.
+    const bool reuse = reused && reused->x0.defined();
+    const auto z = reuse ? torch::Tensor() : randn(batch_shape());
+    const Cond c = reuse ? reused->c : draw_condition();
     const auto t = draw_t(/*generator_phase=*/false);
-    const auto noise = randn(x0.sizes().vec());
-    const torch::Tensor loss = assistant_loss(assistant_, policies_.schedule, x0, c, t, noise).mean();
-    check_graph(loss, assistant_params_, kAssistantPhase);
-    auto grads = torch::autograd::grad({loss}, assistant_params_, {}, false, false, /*allow_unused=*/true);
-    torch::Tensor summary = torch::stack({loss.detach().to(torch::kFloat64), torch::isfinite(x0).all().to(torch::kFloat64)})
-                                .to(torch::kCPU);
-    average_over_ranks(grads, assistant_params_, summary);  // data-parallel: every rank decides alike
+    const auto noise = randn(sample_batch_shape());
+    const auto device = tensor_options_.device();
+    const int64_t n = options_.micro_batches();
+    std::vector<torch::Tensor> grads;
+    torch::Tensor summary;  // [mean loss, samples finite]
+    for (int64_t k = 0; k < n; ++k) {
+      const Cond ck = micro_rows(c, k);
+      torch::Tensor x0;
+      if (reuse) {
+        x0 = micro_rows(reused->x0, k);
+      } else {
+        torch::NoGradGuard no_grad;
+        AutocastScope autocast(options_.precision(), device);
+        x0 = generate(micro_rows(z, k), ck);
+      }
+      torch::Tensor loss;
+      {
+        AutocastScope autocast(options_.precision(), device);  // the assistant's forward; its ε̂ comes back in the loop's dtype
+        loss = assistant_loss_of(
+                   [&](const torch::Tensor& x_t, const torch::Tensor& tt, const torch::Tensor& a, const torch::Tensor& s) {
+                     return assistant_eps(x_t, tt, a, s, ck);
+                   },
+                   policies_.schedule, x0, micro_rows(t, k), micro_rows(noise, k))
+                   .mean();
+      }
+      if (n > 1) loss = loss / static_cast<double>(n);  // the batch mean is the sum of the micro-batches' shares
+      check_graph(loss, assistant_params_, kAssistantPhase);
+      accumulate(grads, torch::autograd::grad({assistant_scaler_.scale(loss)}, assistant_params_, {}, false, false, /*allow_unused=*/true));
+      add_summary(summary, torch::stack({loss.detach().to(torch::kFloat64), torch::isfinite(x0).all().to(torch::kFloat64)}).to(torch::kCPU));
+    }
+    average_over_ranks(grads, assistant_params_, summary);  // data-parallel: once per update, every rank decides alike
     const double loss_value = summary[0].item<double>();
     const bool x0_finite = summary[1].item<double>() == 1.0;
+    const bool overflow = assistant_scaler_.enabled() && assistant_scaler_.unscale(grads);
+    stats.assistant_loss_scale = assistant_scaler_.scale_value();
+    if (overflow && x0_finite && std::isfinite(loss_value)) {
+      overflow_event(stats, kAssistantPhase, assistant_scaler_, assistant_params_);
+      return std::nan("");
+    }
     const double norm = assign_and_clip(assistant_params_, grads, options_.assistant_max_grad_norm());
     stats.assistant_grad_norm = norm;
     if (!x0_finite || !std::isfinite(loss_value) || !std::isfinite(norm)) {
@@ -489,6 +651,7 @@ class DiStarTrainer {
                        loss_value, norm);
       return std::nan("");
     }
+    assistant_scaler_.update(/*overflow=*/false);
     if (!guarded_step(*assistant_opt_, assistant_opt_kind_, assistant_params_, stats, kAssistantPhase, loss_value, norm)) return std::nan("");
     return loss_value;
   }
@@ -500,29 +663,55 @@ class DiStarTrainer {
                            const torch::Tensor& sigma, const Cond& c) {
     if constexpr (Guidance::needs_unconditional) {
       using Traits = ConditionTraits<Cond>;
-      const auto B = options_.batch_size();
+      const auto B = net_in.size(0);  // the micro-batch
       const Cond null = Traits::broadcast(conditions_.null_condition, B);
       if constexpr (Divergence::needs_input_grad && !detail::differentiates_unconditional<Guidance>::value) {
-        in.eps_cond = teacher_.eps(net_in, t, alpha, sigma, c);
+        in.eps_cond = teacher_eps(net_in, t, alpha, sigma, c);
         torch::NoGradGuard no_grad;
-        in.eps_uncond = teacher_.eps(net_in.detach(), t, alpha, sigma, null);
+        in.eps_uncond = teacher_eps(net_in.detach(), t, alpha, sigma, null);
       } else {
-        const auto eps = teacher_.eps(torch::cat({net_in, net_in}), torch::cat({t, t}), torch::cat({alpha, alpha}),
-                                      torch::cat({sigma, sigma}), Traits::concat(c, null));
+        const auto eps = teacher_eps(torch::cat({net_in, net_in}), torch::cat({t, t}), torch::cat({alpha, alpha}),
+                                     torch::cat({sigma, sigma}), Traits::concat(c, null));
         in.eps_cond = eps.slice(0, 0, B);
         in.eps_uncond = eps.slice(0, B);
       }
     } else {
-      in.eps_cond = teacher_.eps(net_in, t, alpha, sigma, c);
+      in.eps_cond = teacher_eps(net_in, t, alpha, sigma, c);
     }
   }
 
-  void generator_update(StepStats& stats) {
-    const auto z = randn(batch_shape());
-    const Cond c = draw_condition();
-    const auto x0 = generate(z, c);
-    const auto t = draw_t(/*generator_phase=*/true);
-    const auto noise = randn(x0.sizes().vec());
+  /// The frozen teacher's ε̂; checkpointed, its graph keeps only the inputs (it has no parameter
+  /// to differentiate: only x_t's gradient flows through it).
+  torch::Tensor teacher_eps(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& alpha, const torch::Tensor& sigma,
+                            const Cond& c) {
+    return detail::maybe_checkpointed(
+        options_.checkpoint_teacher(),
+        [this, c](const std::vector<torch::Tensor>& in) { return teacher_.eps(in[0], in[1], in[2], in[3], c); }, {x_t, t, alpha, sigma});
+  }
+
+  /// The assistant's ε̂. Its parameters are passed on (when the assistant trains they require grad;
+  /// in the generator phase they do not, and only x_t's gradient flows).
+  torch::Tensor assistant_eps(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& alpha, const torch::Tensor& sigma,
+                              const Cond& c) {
+    return detail::maybe_checkpointed(
+        options_.checkpoint_assistant(),
+        [this, c](const std::vector<torch::Tensor>& in) { return assistant_.eps(in[0], in[1], in[2], in[3], c); }, {x_t, t, alpha, sigma},
+        assistant_params_);
+  }
+
+  /// The generator phase's loss on one micro-batch (its share of the batch mean) and its summary
+  /// [loss, L_div, L_cfg, L_rew, mean r (each a share), samples finite].
+  std::pair<torch::Tensor, torch::Tensor> generator_micro_batch(const torch::Tensor& z, const Cond& c, const torch::Tensor& t,
+                                                                const torch::Tensor& noise, int64_t micro_batches,
+                                                                std::vector<torch::Tensor>* samples) {
+    const auto device = tensor_options_.device();
+    const auto precision = options_.precision();
+    torch::Tensor x0;
+    {
+      AutocastScope autocast(precision, device);
+      x0 = generate(z, c);
+    }
+    if (samples) samples->push_back(x0.detach());
     auto& sched = policies_.schedule;
     const auto alpha = sched.alpha(t), sigma = sched.sigma(t);
     const auto w = generator_weight(sched, t, alpha, sigma);
@@ -534,8 +723,9 @@ class DiStarTrainer {
       detail::RequiresGradOff assistant_frozen(assistant_params_);
       // Score divergences differentiate through the networks' inputs; KL does not, so no graph is built.
       torch::AutoGradMode grad_mode(Divergence::needs_input_grad);
+      AutocastScope autocast(precision, device);  // ε̂ of both networks come back in the loop's dtype (Denoiser::eps)
       const auto net_in = Divergence::needs_input_grad ? x_t : x_t.detach();
-      in.assistant_eps = assistant_.eps(net_in, t, alpha, sigma, c);
+      in.assistant_eps = assistant_eps(net_in, t, alpha, sigma, c);
       teacher_predictions(in, net_in, t, alpha, sigma, c);
     }
     in.noise = noise;
@@ -545,20 +735,43 @@ class DiStarTrainer {
     in.sigma = sigma;
     in.w = w;
     if constexpr (!Reward::is_null) {
-      in.reward = policies_.reward(x0, c);
+      AutocastScope autocast(precision, device);
+      in.reward = detail::maybe_checkpointed(
+                      options_.checkpoint_reward(), [this, c](const std::vector<torch::Tensor>& in) { return policies_.reward(in[0], c); },
+                      {x0})
+                      .to(tensor_options_.dtype());  // rewards are loop numbers: float32+
       in.alpha_rew = options_.alpha_rew();
     }
     const GeneratorLossTerms terms = generator_loss(policies_.divergence, policies_.guidance, in, /*check_values=*/false);
-    const torch::Tensor loss = terms.total.mean();
+    const double share = micro_batches > 1 ? 1.0 / static_cast<double>(micro_batches) : 1.0;
+    const torch::Tensor loss = micro_batches > 1 ? terms.total.mean() * share : terms.total.mean();
     check_graph(loss, generator_params_, kGeneratorPhase);
-    torch::Tensor summary = torch::stack({loss, terms.divergence.mean(), terms.guidance.mean(), terms.reward.mean(),
-                                          in.reward.defined() ? in.reward.mean() : torch::zeros({}, loss.options()),
-                                          torch::isfinite(x0).all().to(loss.scalar_type())})
-                                .detach()
-                                .to(torch::kCPU, torch::kFloat64);
-    // Only the generator's parameters are differentiated: frozen and assistant weights get nothing.
-    auto grads = torch::autograd::grad({loss}, generator_params_, {}, false, false, /*allow_unused=*/true);
-    average_over_ranks(grads, generator_params_, summary);
+    auto summary = torch::stack({loss, terms.divergence.mean() * share, terms.guidance.mean() * share, terms.reward.mean() * share,
+                                 in.reward.defined() ? in.reward.mean() * share : torch::zeros({}, loss.options()),
+                                 torch::isfinite(x0).all().to(loss.scalar_type())})
+                       .detach()
+                       .to(torch::kCPU, torch::kFloat64);
+    return {loss, summary};
+  }
+
+  void generator_update(StepStats& stats) {
+    // As in the assistant phase: the whole batch's randomness first, then one micro-batch at a time.
+    const auto z = randn(batch_shape());
+    const Cond c = draw_condition();
+    const auto t = draw_t(/*generator_phase=*/true);
+    const auto noise = randn(sample_batch_shape());
+    const int64_t n = options_.micro_batches();
+    std::vector<torch::Tensor> grads, samples;
+    auto* keep = options_.reuse_generator_samples() ? &samples : nullptr;
+    torch::Tensor summary;
+    for (int64_t k = 0; k < n; ++k) {
+      auto [loss, part] = generator_micro_batch(micro_rows(z, k), micro_rows(c, k), micro_rows(t, k), micro_rows(noise, k), n, keep);
+      // Only the generator's parameters are differentiated: frozen and assistant weights get nothing.
+      accumulate(grads, torch::autograd::grad({generator_scaler_.scale(loss)}, generator_params_, {}, false, false, /*allow_unused=*/true));
+      add_summary(summary, part);
+    }
+    average_over_ranks(grads, generator_params_, summary);  // data-parallel: once per update
+    if (keep) reused_ = {samples.size() == 1 ? samples[0] : torch::cat(samples), c};
     const auto s = summary.accessor<double, 1>();
     stats.generator_loss = s[0];
     stats.divergence_loss = s[1];
@@ -566,6 +779,13 @@ class DiStarTrainer {
     stats.reward_loss = s[3];
     stats.mean_reward = s[4];
     const bool x0_finite = s[5] == 1.0;
+    const bool overflow = generator_scaler_.enabled() && generator_scaler_.unscale(grads);
+    stats.generator_loss_scale = generator_scaler_.scale_value();
+    if (overflow && x0_finite && std::isfinite(stats.generator_loss)) {
+      stats.generator_skipped = true;
+      overflow_event(stats, kGeneratorPhase, generator_scaler_, generator_params_);
+      return;
+    }
     const double norm = assign_and_clip(generator_params_, grads, options_.generator_max_grad_norm());
     stats.generator_grad_norm = norm;
     if (!x0_finite || !std::isfinite(stats.generator_loss) || !std::isfinite(norm)) {
@@ -577,6 +797,7 @@ class DiStarTrainer {
                        stats.generator_loss, norm);
       return;
     }
+    generator_scaler_.update(/*overflow=*/false);
     if (!guarded_step(*generator_opt_, generator_opt_kind_, generator_params_, stats, kGeneratorPhase, stats.generator_loss, norm)) {
       stats.generator_skipped = true;
       return;
@@ -599,6 +820,8 @@ class DiStarTrainer {
   std::vector<int64_t> sample_shape_;
   std::vector<ModuleRef> frozen_;  // the teacher's and the reward's modules
   ExponentialMovingAverage ema_;
+  GradScaler generator_scaler_, assistant_scaler_;  // disabled unless the options scale losses
+  ReusedSamples reused_;  // within one step only (reuse_generator_samples), so checkpoints need nothing of it
   std::function<void(const std::string&)> sink_;
   std::shared_ptr<Collectives> dp_;
   int64_t step_ = 0;

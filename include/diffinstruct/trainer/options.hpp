@@ -2,6 +2,8 @@
 /// \file Options of the DI* trainer.
 
 #include <diffinstruct/core/checks.hpp>
+#include <diffinstruct/precision/grad_scaler.hpp>
+#include <diffinstruct/precision/precision.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -24,6 +26,13 @@ enum class ResumeMode {
   kRequireMatch,          ///< refuse with a message listing every difference (the default)
   kUseCheckpointOptions,  ///< take the checkpoint's trainer options (optimizers rebuilt to match); policies must still match
   kKeepLiveOptions,       ///< keep this trainer's options and policies; the differences go to the log sink
+};
+
+/// Whether the trainer scales the losses (grad_scaler.hpp) before backward.
+enum class LossScaling {
+  kAuto,  ///< with Precision::kFloat16 only (float16's small exponent range needs it; bfloat16's does not)
+  kOn,    ///< always (also in float32 and bfloat16)
+  kOff,   ///< never
 };
 
 /// Adam settings for one of the two trained networks (NOTES.md §6: betas (0.5, 0.999) worked).
@@ -75,6 +84,43 @@ struct DiStarTrainerOptions {
   TORCH_ARG(int64_t, keep_checkpoints) = 1;
   /// Seed of the trainer's own generator: z, conditions, t and ε all come from it.
   TORCH_ARG(uint64_t, seed) = 0;
+  /// Compute precision of the networks' forward passes (precision/precision.hpp): kBFloat16 and
+  /// kFloat16 run them under autocast; the trained weights, gradients, optimizer states and EMA stay
+  /// float32 (master weights) and the loop's own numbers float32 or wider, whatever is chosen here.
+  TORCH_ARG(Precision, precision) = Precision::kFloat32;
+  /// Dynamic loss scaling of both networks' losses (one scaler each); kAuto: with kFloat16 only.
+  TORCH_ARG(LossScaling, loss_scaling) = LossScaling::kAuto;
+  TORCH_ARG(GradScalerOptions, grad_scaler) = {};
+  /// Activation checkpointing (memory/activation_checkpoint.hpp) of each role's forward passes
+  /// while training: nothing inside the network is kept for backward, which runs that forward
+  /// again (the same gradients, tested). How a run computes, not what: not part of the run
+  /// definition, so a run may resume with other choices. Per-block checkpointing inside a UNet is
+  /// the UNet's own switch (`set_gradient_checkpointing`).
+  TORCH_ARG(bool, checkpoint_generator) = false;
+  TORCH_ARG(bool, checkpoint_teacher) = false;
+  TORCH_ARG(bool, checkpoint_assistant) = false;
+  TORCH_ARG(bool, checkpoint_reward) = false;
+  /// The DMD2 arrangement: each iteration updates the generator first and trains the assistant's
+  /// first update on that update's samples (detached) and conditions, instead of drawing new ones
+  /// and running the generator again: one generator forward fewer per iteration, on samples one
+  /// generator update old (docs/trainer.md#one-iteration-step). Part of the run definition.
+  TORCH_ARG(bool, reuse_generator_samples) = false;
+  /// Gradient accumulation: each update runs its batch as this many micro-batches of
+  /// batch_size / micro_batches samples (forward and backward each), sums their gradients and
+  /// then (data-parallel: once per update) averages, clips and steps. The same update as one batch,
+  /// up to float round-off (tested), with the activations of one micro-batch. Not part of the run
+  /// definition.
+  TORCH_ARG(int64_t, micro_batches) = 1;
+  /// Measure each step's peak memory into StepStats::peak_bytes (memory/peak_memory.hpp): exact on
+  /// the CPU (a counting allocator for the step), the caching allocator's statistics on CUDA (with
+  /// the CUDA extension). Not part of the run definition.
+  TORCH_ARG(bool, measure_memory) = false;
+
+  /// Whether the losses are scaled under these options.
+ public:
+  bool scales_losses() const {
+    return loss_scaling_ == LossScaling::kOn || (loss_scaling_ == LossScaling::kAuto && precision_ == Precision::kFloat16);
+  }
 
   /// Throws a c10::Error naming the first invalid option.
  public:
@@ -95,6 +141,9 @@ struct DiStarTrainerOptions {
                 max_consecutive_skips_);
     TORCH_CHECK(keep_checkpoints_ >= 1 && keep_checkpoints_ <= 1000,
                 "diffinstruct::DiStarTrainerOptions: expected keep_checkpoints in [1, 1000], got ", keep_checkpoints_);
+    grad_scaler_.validate();
+    TORCH_CHECK(micro_batches_ >= 1 && batch_size_ % micro_batches_ == 0, "diffinstruct::DiStarTrainerOptions: expected micro_batches >= 1 "
+                "dividing batch_size ", batch_size_, ", got ", micro_batches_);
     for (auto d : sample_shape_) {
       TORCH_CHECK(d > 0, "diffinstruct::DiStarTrainerOptions: expected positive sample_shape dimensions, got ",
                   c10::IntArrayRef(sample_shape_));

@@ -21,6 +21,10 @@ struct StepStats {
   double assistant_grad_norm = 0;   ///< before clipping, last of the K updates
   int64_t non_finite = 0;           ///< updates dropped this iteration for non-finite loss or gradient
   bool generator_skipped = false;   ///< the generator update was dropped
+  int64_t overflows = 0;            ///< updates skipped this iteration because the scaled gradients overflowed (loss scaling)
+  double generator_loss_scale = 1;  ///< the loss scale of the generator's update (1 without loss scaling)
+  double assistant_loss_scale = 1;  ///< the loss scale of the last assistant update
+  int64_t peak_bytes = -1;          ///< with measure_memory: the most bytes the step had live at once above those live at its start (-1: not measured)
   double assistant_ms = 0;          ///< wall time of the assistant phase
   double generator_ms = 0;          ///< wall time of the generator phase
 };

@@ -1,0 +1,226 @@
+// Activation checkpointing where DI* spends its memory: the diffusers-compatible UNet per block
+// (set_gradient_checkpointing), and the trainer's options that checkpoint the generator's, teacher's,
+// assistant's and reward's forwards. Gradients and trained weights equal the plain run's; the bytes
+// kept for backward drop (counting allocator, exact).
+#include <diffinstruct/di_star.hpp>
+#include <diffinstruct/memory/counting_allocator.hpp>
+#include <diffinstruct/models/unet2d_condition.hpp>
+#include "../models/one_step_unet.hpp"
+
+#include <catch2/catch.hpp>
+#include <torch/torch.h>
+
+namespace di = diffinstruct;
+namespace dm = diffinstruct::models;
+
+namespace {
+
+dm::UNet2DConditionConfig tiny_config() {
+  return dm::UNet2DConditionConfig::from_json(
+      R"({"_class_name": "UNet2DConditionModel", "block_out_channels": [16, 32], "layers_per_block": 1,
+          "cross_attention_dim": 12, "attention_head_dim": 4, "norm_num_groups": 8,
+          "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"]})");
+}
+
+struct UNetGrads {
+  std::vector<torch::Tensor> params;
+  torch::Tensor dx, dcontext, out;
+  int64_t peak_bytes = 0;  // CPU tensor bytes live at once during forward + backward, above the start
+};
+
+UNetGrads unet_grads(dm::UNet2DConditionModel& unet, bool checkpointed, bool params_trainable, bool bf16) {
+  torch::manual_seed(11);
+  const auto x = torch::randn({2, 4, 16, 16}).requires_grad_(true);
+  const auto ctx = torch::randn({2, 5, 12}).requires_grad_(true);
+  const auto t = torch::tensor({10.0, 700.0});
+  for (auto& p : unet->parameters()) p.requires_grad_(params_trainable);
+  unet->set_gradient_checkpointing(checkpointed);
+  UNetGrads g;
+  // Never destroyed: tensors it counted (the gradients returned) must be able to free through it.
+  static auto& counter = *new di::CountingCpuAllocator();
+  {
+    di::CpuAllocationScope scope(counter);
+    counter.reset_peak();
+    const int64_t start = counter.live_bytes();
+    torch::Tensor y;
+    {
+      di::compat::AutocastState s;
+      s.cpu = bf16;
+      s.cpu_dtype = torch::kBFloat16;
+      di::compat::AutocastStateGuard autocast(s);
+      y = unet->forward(x, t, dm::TextCondition(ctx));
+    }
+    const auto loss = (y.to(torch::kFloat) * y.to(torch::kFloat)).sum();
+    std::vector<torch::Tensor> wrt{x, ctx};
+    if (params_trainable)
+      for (const auto& p : unet->parameters()) wrt.push_back(p);
+    auto d = torch::autograd::grad({loss}, wrt);
+    g.peak_bytes = counter.peak_bytes() - start;
+    g.out = y.detach().clone();
+    g.dx = d[0].clone();
+    g.dcontext = d[1].clone();
+    for (size_t i = 2; i < d.size(); ++i) g.params.push_back(d[i].clone());
+  }
+  unet->set_gradient_checkpointing(false);
+  for (auto& p : unet->parameters()) p.requires_grad_(true);
+  return g;
+}
+
+bool all_equal(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!torch::equal(a[i], b[i])) return false;
+  return true;
+}
+
+// ‖a − b‖ / ‖b‖ over all the tensors together (the size of a gradient's error relative to the gradient).
+double max_relative(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num += (a[i].to(torch::kDouble) - b[i].to(torch::kDouble)).pow(2).sum().item<double>();
+    den += b[i].to(torch::kDouble).pow(2).sum().item<double>();
+  }
+  return std::sqrt(num / (den + 1e-300));
+}
+
+}  // namespace
+
+TEST_CASE("UNet per-block checkpointing: parameter, input and context gradients equal the plain pass; fewer bytes kept",
+          "[memory][checkpoint][unet]") {
+  torch::manual_seed(3);
+  dm::UNet2DConditionModel unet(tiny_config());
+  for (bool bf16 : {false, true}) {
+    for (bool trainable : {true, false}) {  // false: the frozen teacher's input-gradient-only graph
+      INFO("bf16 autocast " << bf16 << ", trainable parameters " << trainable);
+      const auto plain = unet_grads(unet, false, trainable, bf16);
+      const auto ckpt = unet_grads(unet, true, trainable, bf16);
+      CHECK(torch::equal(plain.out, ckpt.out));  // the forward is the same computation
+      CHECK(plain.params.empty() != trainable);
+      // Gradients: equal up to the order in which autograd sums the contributions of a tensor used in
+      // several blocks (the time embedding, the text context, the skips), which checkpointing changes.
+      const double rel = std::max({max_relative({ckpt.dx}, {plain.dx}), max_relative({ckpt.dcontext}, {plain.dcontext}),
+                                   trainable ? max_relative(ckpt.params, plain.params) : 0.0});
+      const bool bitwise = torch::equal(plain.dx, ckpt.dx) && torch::equal(plain.dcontext, ckpt.dcontext) && all_equal(plain.params, ckpt.params);
+      WARN("UNet (16/32 channels, 16x16, batch 2" << (bf16 ? ", bf16 autocast" : "") << (trainable ? "" : ", frozen")
+                                                << "): peak bytes in forward + backward " << plain.peak_bytes << " plain, " << ckpt.peak_bytes
+                                                << " checkpointed per block; gradients " << (bitwise ? "bit-identical" : "within ") << rel
+                                                << " (relative)");
+      CHECK(rel <= (bf16 ? 1e-2 : 1e-6));  // bf16: the summation order meets bf16 round-off (2^-8 = 3.9e-3)
+      CHECK(ckpt.peak_bytes < plain.peak_bytes);
+    }
+  }
+  // Under no-grad the switch does nothing (no graph to save memory on).
+  unet->set_gradient_checkpointing(true);
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({1, 4, 8, 8});
+  const auto c = dm::TextCondition(torch::randn({1, 3, 12}));
+  const auto y1 = unet->forward(x, torch::tensor({5.0}), c);
+  unet->set_gradient_checkpointing(false);
+  CHECK(torch::equal(y1, unet->forward(x, torch::tensor({5.0}), c)));
+}
+
+namespace {
+
+using Reward = di::CallableReward<std::function<torch::Tensor(const torch::Tensor&, const dm::TextCondition&)>>;
+using UNetDenoiser = di::Denoiser<dm::UNet2DConditionModel, di::EpsPrediction>;
+template <class Guidance>
+using UNetTrainer = di::DiStarTrainer<di::Generator<test_models::OneStepUNet>, UNetDenoiser, UNetDenoiser, dm::TextCondition,
+                                      di::PseudoHuberScore, Guidance, Reward, di::DiscreteVPSchedule>;
+
+struct Run {
+  std::vector<torch::Tensor> generator_grads, assistant_grads, generator, assistant;
+  std::vector<int64_t> peak_bytes;  // per step
+};
+
+template <class Guidance>
+Run run_unet_trainer(bool checkpointed, int steps, int64_t assistant_steps) {
+  torch::manual_seed(3);
+  const auto config = tiny_config();
+  dm::UNet2DConditionModel teacher(config), assistant(config), gen_unet(config);
+  {
+    torch::NoGradGuard ng;
+    for (auto& [dst, src] : {std::make_pair(assistant, teacher), std::make_pair(gen_unet, teacher)})
+      for (const auto& p : src->named_parameters()) dst->named_parameters()[p.key()].copy_(p.value());
+  }
+  for (auto* u : {&teacher, &assistant, &gen_unet}) (*u)->set_gradient_checkpointing(checkpointed);
+  di::DiscreteVPSchedule schedule;
+  const auto t999 = torch::full({1}, 999.0);
+  test_models::OneStepUNet generator(gen_unet, schedule.alpha(t999).item<double>(), schedule.sigma(t999).item<double>());
+  di::ConditionSource<dm::TextCondition> prompts{
+      [](int64_t b, at::Generator& g) { return dm::TextCondition(at::randn({b, 3, 12}, g, torch::TensorOptions())); },
+      dm::TextCondition(torch::zeros({1, 3, 12}))};
+  UNetTrainer<Guidance> trainer(
+      di::Generator<test_models::OneStepUNet>(generator), UNetDenoiser(teacher, "teacher"), UNetDenoiser(assistant, "assistant"),
+      {di::PseudoHuberScore(1.0), Guidance(di::GuidanceScale(3.0)),
+       Reward([](const torch::Tensor& x, const dm::TextCondition&) { return -torch::tanh(x).square().mean({1, 2, 3}); }), schedule},
+      prompts, std::vector<int64_t>{4, 16, 16},
+      di::DiStarTrainerOptions()
+          .batch_size(2)
+          .assistant_steps(assistant_steps)
+          .alpha_rew(0.1)
+          .seed(5)
+          .generator_max_grad_norm(0)  // compare the gradients themselves
+          .assistant_max_grad_norm(0)
+          .checkpoint_generator(checkpointed)
+          .checkpoint_teacher(checkpointed)
+          .checkpoint_assistant(checkpointed)
+          .checkpoint_reward(checkpointed)
+          .measure_memory(true));
+  Run run;
+  // A second count around the trainer's own (the two must agree); never destroyed, since tensors it
+  // counted (Adam's moments) outlive this function's trainer only just.
+  static auto& counter = *new di::CountingCpuAllocator();
+  for (int i = 0; i < steps; ++i) {
+    di::CpuAllocationScope scope(counter);
+    counter.reset_peak();
+    const int64_t start = counter.live_bytes();
+    const auto s = trainer.step();
+    REQUIRE(std::isfinite(s.generator_loss));
+    REQUIRE_FALSE(s.generator_skipped);
+    CHECK(s.peak_bytes == counter.peak_bytes() - start);
+    CHECK(s.peak_bytes > 0);
+    run.peak_bytes.push_back(s.peak_bytes);
+    if (i == 0) {  // the first step's gradients, which the trainer leaves in .grad
+      for (const auto& p : trainer.generator_parameters()) run.generator_grads.push_back(p.grad().clone());
+      for (const auto& p : trainer.assistant_parameters())
+        if (p.grad().defined()) run.assistant_grads.push_back(p.grad().clone());
+    }
+  }
+  for (const auto& p : trainer.generator_parameters()) run.generator.push_back(p.detach().clone());
+  for (const auto& p : trainer.assistant_parameters()) run.assistant.push_back(p.detach().clone());
+  return run;
+}
+
+template <class Guidance>
+void check_same_training(const char* name) {
+  // The generator's gradient at the first step (no assistant update before it, so both runs
+  // differentiate the very same networks), and the assistant's at its first update.
+  const auto plain_g = run_unet_trainer<Guidance>(false, 1, 0), ckpt_g = run_unet_trainer<Guidance>(true, 1, 0);
+  const auto plain = run_unet_trainer<Guidance>(false, 3, 1), ckpt = run_unet_trainer<Guidance>(true, 3, 1);
+  REQUIRE(plain.assistant_grads.size() == plain.assistant.size());
+  const double rel_g = max_relative(ckpt_g.generator_grads, plain_g.generator_grads);
+  const double rel_a = max_relative(ckpt.assistant_grads, plain.assistant_grads);
+  const double rel_w = std::max(max_relative(ckpt.generator, plain.generator), max_relative(ckpt.assistant, plain.assistant));
+  WARN(name << ", every forward checkpointed (trainer options + UNet per block): first-step gradients of the generator within " << rel_g
+            << " and of the assistant within " << rel_a << " (relative) of the plain run's; weights after 3 Adam steps within " << rel_w
+            << "; peak bytes of step 3: " << plain.peak_bytes.back() << " plain, " << ckpt.peak_bytes.back() << " checkpointed");
+  // The assistant's gradient is one network's; the generator's goes through the score difference
+  // ε̂_assistant − ε̂_teacher (guided), two nearly equal outputs at the start (the assistant is the
+  // teacher's copy), so the round-off of the summation order is relatively larger there: 8e-6 was
+  // measured under CFG inside (guidance 3 amplifies it), 3e-7 under CFG outside.
+  CHECK(rel_g <= 2e-5);
+  CHECK(rel_a <= 1e-6);
+  CHECK(ckpt.peak_bytes.back() < plain.peak_bytes.back());
+}
+
+}  // namespace
+
+TEST_CASE("the trainer's checkpointing options (generator, teacher, assistant, reward) train the same weights with less memory, CFG inside",
+          "[memory][checkpoint][trainer]") {
+  check_same_training<di::CfgInside>("CFG inside");
+}
+
+TEST_CASE("the trainer's checkpointing options train the same weights with less memory, CFG outside (detached unconditional pass)",
+          "[memory][checkpoint][trainer]") {
+  check_same_training<di::CfgOutside>("CFG outside");
+}
