@@ -6,7 +6,7 @@
 For each configuration, the peak bytes of a whole run (three UNets, gradients, Adam's moments and one
 DI* step's activations) are fitted by least squares as
 
-    peak ≈ a·P + b·B·S²·w + c·B·S⁴
+    peak ≈ a·P + b·B·S²·w + c·B·S⁴      (a, b, c ≥ 0)
 
 P: parameters of one UNet; B: batch; S: latent side; w: the width (block_out_channels[0]). a·P is what
 scales with the weights (three copies, two gradients, four Adam moments), b·B·S²·w the feature maps
@@ -27,6 +27,7 @@ import sys
 
 import numpy as np
 
+GPUS_GB = (24, 48, 80, 141)
 SD15 = dict(name="SD 1.5 UNet, 64x64 latents", params=859_520_964, width=320, size=64, attn_size=64)
 SDXL = dict(name="SDXL UNet, 128x128 latents", params=2_567_463_684, width=320, size=128, attn_size=64)
 
@@ -34,6 +35,26 @@ SDXL = dict(name="SDXL UNet, 128x128 latents", params=2_567_463_684, width=320, 
 def features(params, width, size, batch, attn_size=None):
     attn = size if attn_size is None else attn_size
     return np.array([params, batch * size * size * width, batch * float(attn) ** 4], dtype=np.float64)
+
+
+def nonnegative_fit(X, y):
+    """Least squares with every coefficient >= 0 (each term is memory: none can be negative): the best
+    of the fits on every subset of the features whose coefficients all come out non-negative."""
+    import itertools
+    scale = X.max(axis=0)
+    Xs = X / scale
+    best, best_res = np.zeros(X.shape[1]), np.inf
+    for k in range(1, X.shape[1] + 1):
+        for cols in itertools.combinations(range(X.shape[1]), k):
+            c, *_ = np.linalg.lstsq(Xs[:, cols], y, rcond=None)
+            if np.any(c < 0):
+                continue
+            full = np.zeros(X.shape[1])
+            full[list(cols)] = c
+            res = np.sum((Xs @ full - y) ** 2)
+            if res < best_res:
+                best, best_res = full, res
+    return best / scale
 
 
 def main():
@@ -54,30 +75,26 @@ def main():
         fit = [r for r in rs if r["width"] != holdout]
         test = [r for r in rs if r["width"] == holdout]
         X = np.stack([features(r["params"], r["width"], r["size"], r["batch"]) for r in fit])
-        y = np.array([r["run_peak_bytes"] for r in fit], dtype=np.float64)
-        scale = X.max(axis=0)
-        coef, *_ = np.linalg.lstsq(X / scale, y, rcond=None)
-        coef = coef / scale
+        y = np.array([r["peak_bytes"] for r in fit], dtype=np.float64)
+        coef = nonnegative_fit(X, y)
         errs = []
         for r in test:
             pred = features(r["params"], r["width"], r["size"], r["batch"]) @ coef
-            errs.append((pred - r["run_peak_bytes"]) / r["run_peak_bytes"])
+            errs.append((pred - r["peak_bytes"]) / r["peak_bytes"])
         # Refit on everything for the predictions.
         Xa = np.stack([features(r["params"], r["width"], r["size"], r["batch"]) for r in rs])
-        ya = np.array([r["run_peak_bytes"] for r in rs], dtype=np.float64)
-        sa = Xa.max(axis=0)
-        ca, *_ = np.linalg.lstsq(Xa / sa, ya, rcond=None)
-        ca = ca / sa
-        preds = []
-        for m in (SD15, SDXL):
-            f = features(m["params"], m["width"], m["size"], 1, m["attn_size"])
-            preds.append((m["name"], f @ ca, f[0] * ca[0]))
+        ya = np.array([r["peak_bytes"] for r in rs], dtype=np.float64)
+        ca = nonnegative_fit(Xa, ya)
         err_text = ", ".join(f"{100 * e:+.1f}%" for e in errs) if errs else "n/a"
         print(f"\n{config}: peak = {ca[0]:.2f} B/param * P + {ca[1]:.3f} B * (B S^2 w) + {ca[2]:.4f} B * (B S^4)")
         print(f"  held-out width {holdout}: prediction error {err_text}")
-        for name, total, weights in preds:
-            print(f"  {name}: {total / 2**30:.1f} GiB predicted ({weights / 2**30:.1f} GiB of it scaling with the parameters)")
-
+        for m in (SD15, SDXL):
+            cells = []
+            for b in (1, 2, 4, 8):
+                total = features(m["params"], m["width"], m["size"], b, m["attn_size"]) @ ca
+                fits = [g for g in GPUS_GB if total <= g * 1e9]
+                cells.append(f"batch {b}: {total / 1e9:.1f} GB (fits {fits[0] if fits else '>141'} GB)")
+            print(f"  {m['name']}: " + "; ".join(cells))
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes every reader of untrusted files with libFuzzer (clang, ASan + UBSan): the IDX reader, the
 # safetensors reader, the checkpoint loader, the TorchScript loader, diffusers' config.json, the
-# sharded-safetensors index and the CLIP tokenizer, each for DIFFINSTRUCT_FUZZ_SECONDS (default 35)
+# sharded-safetensors index and the CLIP tokenizer, each for DIFFINSTRUCT_FUZZ_SECONDS (default 20)
 # from the committed seed corpus tests/fuzz/corpus/<target>/.
 # A crash, a sanitizer report, a leak-free hang past 10 s or memory past 2 GB fails the run (exit 1)
 # and leaves the input that did it in build-fuzz/findings/<target>/.
@@ -9,7 +9,7 @@
 #   DIFFINSTRUCT_FUZZ_MAKE_CORPUS=1               rewrite the seed corpus instead (then commit it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${DIFFINSTRUCT_FUZZ_SECONDS:-35}
+seconds=${DIFFINSTRUCT_FUZZ_SECONDS:-20}
 targets=${DIFFINSTRUCT_FUZZ_TARGETS:-idx safetensors checkpoint torchscript config index tokenizer}
 build=${DIFFINSTRUCT_FUZZ_BUILD_DIR:-build-fuzz}
 cxx=$(command -v clang++-14 || command -v clang++ || true)

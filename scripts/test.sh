@@ -2,7 +2,7 @@
 # The whole test suite: installs what is missing, builds, and runs
 #   1. every test through ctest against Debian's LibTorch 1.13 (C++17);
 #   2. the unit tests again, built with ASan + UBSan (build-sanitize/);
-#   3. the libFuzzer targets of every reader of untrusted files, 35 s each (scripts/fuzz.sh);
+#   3. the libFuzzer targets of every reader of untrusted files, 20 s each (scripts/fuzz.sh);
 #   4. every test against LibTorch 2.x from PyPI's torch wheel (C++20; scripts/test_torch2.sh),
 #      including the parity tests against diffusers (Python oracles pinned in tests/python_oracles.txt).
 # DIFFINSTRUCT_SANITIZE_PASS=0, DIFFINSTRUCT_FUZZ=0, DIFFINSTRUCT_TORCH2=0 skip passes 2, 3, 4.
@@ -22,7 +22,9 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 stamp "pass 1 (LibTorch 1.13)"
 if [ "${DIFFINSTRUCT_SANITIZE:-0}" != 1 ] && [ "${DIFFINSTRUCT_SANITIZE_PASS:-1}" != 0 ]; then
   DIFFINSTRUCT_SANITIZE=1 DIFFINSTRUCT_BUILD_DIR=build-sanitize bash scripts/build.sh --target diffinstruct_tests checkpoint_worker
-  (cd build-sanitize && ctest --output-on-failure -j"$(nproc)" -R '^unit \|')
+  # The 8-Gaussian learning runs (hundreds of steps of the code the short tests already run under
+  # the sanitizers) are left to pass 1: under ASan they would cost minutes and find nothing new.
+  (cd build-sanitize && ctest --output-on-failure -j"$(nproc)" -R '^unit \|' -E '8-Gaussian')
   stamp "pass 2 (unit tests under ASan + UBSan)"
 fi
 if [ "${DIFFINSTRUCT_FUZZ:-1}" != 0 ]; then
