@@ -6,6 +6,7 @@
 #include <diffinstruct/memory/counting_allocator.hpp>
 #include <diffinstruct/models/unet2d_condition.hpp>
 #include "../models/one_step_unet.hpp"
+#include "../tensor_compare.hpp"
 
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
@@ -66,22 +67,8 @@ UNetGrads unet_grads(dm::UNet2DConditionModel& unet, bool checkpointed, bool par
   return g;
 }
 
-bool all_equal(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (!torch::equal(a[i], b[i])) return false;
-  return true;
-}
-
-// ‖a − b‖ / ‖b‖ over all the tensors together (the size of a gradient's error relative to the gradient).
-double max_relative(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (a[i].to(torch::kDouble) - b[i].to(torch::kDouble)).pow(2).sum().item<double>();
-    den += b[i].to(torch::kDouble).pow(2).sum().item<double>();
-  }
-  return std::sqrt(num / (den + 1e-300));
-}
+using test_util::identical;
+using test_util::relative_difference;  // ‖a − b‖ / ‖b‖: a gradient's error relative to the gradient
 
 }  // namespace
 
@@ -98,9 +85,9 @@ TEST_CASE("UNet per-block checkpointing: parameter, input and context gradients 
       CHECK(plain.params.empty() != trainable);
       // Gradients: equal up to the order in which autograd sums the contributions of a tensor used in
       // several blocks (the time embedding, the text context, the skips), which checkpointing changes.
-      const double rel = std::max({max_relative({ckpt.dx}, {plain.dx}), max_relative({ckpt.dcontext}, {plain.dcontext}),
-                                   trainable ? max_relative(ckpt.params, plain.params) : 0.0});
-      const bool bitwise = torch::equal(plain.dx, ckpt.dx) && torch::equal(plain.dcontext, ckpt.dcontext) && all_equal(plain.params, ckpt.params);
+      const double rel = std::max({relative_difference({ckpt.dx}, {plain.dx}), relative_difference({ckpt.dcontext}, {plain.dcontext}),
+                                   trainable ? relative_difference(ckpt.params, plain.params) : 0.0});
+      const bool bitwise = torch::equal(plain.dx, ckpt.dx) && torch::equal(plain.dcontext, ckpt.dcontext) && identical(plain.params, ckpt.params);
       WARN("UNet (16/32 channels, 16x16, batch 2" << (bf16 ? ", bf16 autocast" : "") << (trainable ? "" : ", frozen")
                                                 << "): peak bytes in forward + backward " << plain.peak_bytes << " plain, " << ckpt.peak_bytes
                                                 << " checkpointed per block; gradients " << (bitwise ? "bit-identical" : "within ") << rel
@@ -198,9 +185,9 @@ void check_same_training(const char* name) {
   const auto plain_g = run_unet_trainer<Guidance>(false, 1, 0), ckpt_g = run_unet_trainer<Guidance>(true, 1, 0);
   const auto plain = run_unet_trainer<Guidance>(false, 3, 1), ckpt = run_unet_trainer<Guidance>(true, 3, 1);
   REQUIRE(plain.assistant_grads.size() == plain.assistant.size());
-  const double rel_g = max_relative(ckpt_g.generator_grads, plain_g.generator_grads);
-  const double rel_a = max_relative(ckpt.assistant_grads, plain.assistant_grads);
-  const double rel_w = std::max(max_relative(ckpt.generator, plain.generator), max_relative(ckpt.assistant, plain.assistant));
+  const double rel_g = relative_difference(ckpt_g.generator_grads, plain_g.generator_grads);
+  const double rel_a = relative_difference(ckpt.assistant_grads, plain.assistant_grads);
+  const double rel_w = std::max(relative_difference(ckpt.generator, plain.generator), relative_difference(ckpt.assistant, plain.assistant));
   WARN(name << ", every forward checkpointed (trainer options + UNet per block): first-step gradients of the generator within " << rel_g
             << " and of the assistant within " << rel_a << " (relative) of the plain run's; weights after 3 Adam steps within " << rel_w
             << "; peak bytes of step 3: " << plain.peak_bytes.back() << " plain, " << ckpt.peak_bytes.back() << " checkpointed");

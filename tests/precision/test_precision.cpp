@@ -4,6 +4,7 @@
 // decay 0.9999 where a bf16 EMA would not; a forced overflow under loss scaling skips the step,
 // halves the scale and leaves everything bit-identical; the scaler's state resumes exactly; frozen
 // models stored in bf16; errors for what cannot work. [cuda] twins skip without a GPU.
+#include "../tensor_compare.hpp"
 #include "../trainer/tiny_trainer.hpp"
 
 #include <diffinstruct/testing/gaussian_mixture.hpp>
@@ -66,34 +67,14 @@ std::unique_ptr<Trainer> make_trainer(uint64_t init_seed, di::DiStarTrainerOptio
                                    std::move(policies), di::ConditionSource<di::NoCondition>{}, std::vector<int64_t>{2}, options);
 }
 
-std::vector<torch::Tensor> snapshot(const std::vector<torch::Tensor>& params) {
-  std::vector<torch::Tensor> out;
-  for (const auto& p : params) out.push_back(p.detach().clone());
-  return out;
-}
-
-bool identical(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!torch::equal(a[i].cpu(), b[i].cpu())) return false;
-  }
-  return true;
-}
-
-double relative_difference(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (a[i].cpu().to(torch::kDouble) - b[i].cpu().to(torch::kDouble)).pow(2).sum().item<double>();
-    den += b[i].cpu().to(torch::kDouble).pow(2).sum().item<double>();
-  }
-  return std::sqrt(num / den);
-}
+using test_util::identical;
+using test_util::relative_difference;
+using test_util::snapshot;
 
 std::string tmp_path(const std::string& name) { return std::string(DIFFINSTRUCT_TEST_TMPDIR) + "/" + name; }
 
 struct RunSummary {
   double dist_before = 0, dist_after = 0, reward_before = 0, reward_after = 0;
-  double weights_after_10 = 0;  // relative difference to the reference run after 10 steps (set by the caller)
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Checkpoints under faults (issue #11, points 12-18): a writer killed with SIGKILL at random moments,
 // flipped bits and truncations anywhere in the file, loading onto other dtypes, streaming (exact CPU
 // memory through a counting allocator), the run definition, kept versions, stale temporaries.
+#include "../tensor_compare.hpp"
 #include "tiny_trainer.hpp"
 
 #include <diffinstruct/memory/counting_allocator.hpp>
@@ -37,18 +38,8 @@ std::string read_all(const fs::path& p) {
 }
 void write_all(const fs::path& p, const std::string& bytes) { std::ofstream(p, std::ios::binary) << bytes; }
 
-std::vector<torch::Tensor> snapshot(const std::vector<torch::Tensor>& params) {
-  std::vector<torch::Tensor> out;
-  for (const auto& p : params) out.push_back(p.detach().clone());
-  return out;
-}
-bool identical(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!torch::equal(a[i], b[i])) return false;
-  }
-  return true;
-}
+using test_util::identical;
+using test_util::snapshot;
 std::vector<std::string> temporaries_of(const fs::path& target) {
   std::vector<std::string> out;
   const std::string prefix = target.filename().string() + ".tmp-";

@@ -1,6 +1,7 @@
 // Issue #11's defects, each with the test that failed before its fix: frozen models in eval mode,
 // distinct parameters, the CFG-outside graph, frozen reward modules, checked generator output,
 // validated options, refused non-finite updates, bounded skipping.
+#include "../tensor_compare.hpp"
 #include <diffinstruct/di_star.hpp>
 #include <diffinstruct/eval/ddim_sampler.hpp>
 #include <diffinstruct/testing/gaussian_mixture.hpp>
@@ -40,18 +41,8 @@ using Trainer = di::DiStarTrainer<di::Generator<Net>, di::Denoiser<Net>, di::Den
 
 Policies policies(RewardNet reward = RewardNet()) { return {di::PseudoHuberScore(1.0), {}, Reward(reward), di::CosineVPSchedule()}; }
 
-std::vector<torch::Tensor> snapshot(const std::vector<torch::Tensor>& params) {
-  std::vector<torch::Tensor> out;
-  for (const auto& p : params) out.push_back(p.detach().clone());
-  return out;
-}
-bool identical(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!torch::equal(a[i], b[i])) return false;
-  }
-  return true;
-}
+using test_util::identical;
+using test_util::snapshot;
 bool all_finite(const std::vector<torch::Tensor>& ts) {
   for (const auto& t : ts) {
     if (!torch::isfinite(t).all().item<bool>()) return false;

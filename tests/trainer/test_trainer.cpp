@@ -1,5 +1,6 @@
 // The DI* trainer (MATH.md §4): it learns, it is deterministic, it resumes exactly, it never touches
 // frozen models, it drops non-finite updates, it validates its options.
+#include "../tensor_compare.hpp"
 #include <diffinstruct/di_star.hpp>
 #include <diffinstruct/testing/gaussian_mixture.hpp>
 
@@ -60,20 +61,8 @@ std::unique_ptr<Trainer> make_trainer(uint64_t init_seed, di::DiStarTrainerOptio
                                    std::move(policies), di::ConditionSource<di::NoCondition>{}, std::vector<int64_t>{2}, options);
 }
 
-std::vector<torch::Tensor> snapshot(const std::vector<torch::Tensor>& params) {
-  std::vector<torch::Tensor> out;
-  for (const auto& p : params) out.push_back(p.detach().clone());
-  return out;
-}
-
-bool identical(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!torch::equal(a[i], b[i])) return false;
-  }
-  return true;
-}
-
+using test_util::identical;
+using test_util::snapshot;
 std::string tmp_path(const std::string& name) { return std::string(DIFFINSTRUCT_TEST_TMPDIR) + "/" + name; }
 
 }  // namespace

@@ -98,19 +98,19 @@ class GradScaler {
                   " (the scaler's device), got one on ", g.device());
     }
     const auto inv_scale = scale_.to(torch::kDouble).reciprocal().to(torch::kFloat);  // as PyTorch computes 1/S
+    torch::Tensor found_inf;
     if (aten_) {
-      auto found_inf = torch::zeros({1}, scale_.options());
+      found_inf = torch::zeros({1}, scale_.options());
       at::_amp_foreach_non_finite_check_and_unscale_(defined, found_inf, inv_scale);
-      found_inf_ = found_inf;
     } else {
       std::vector<torch::Tensor> bad;
       for (auto& g : defined) {
         g.mul_(inv_scale.to(g.scalar_type()));
         bad.push_back(torch::isfinite(g).logical_not().any());
       }
-      found_inf_ = torch::stack(bad).any().to(torch::kFloat).reshape({1});
+      found_inf = torch::stack(bad).any();
     }
-    return found_inf_.item<float>() != 0.0f;
+    return found_inf.item<float>() != 0.0f;
   }
 
   /// After each update: S backs off when `overflow`, else one more finite step counts towards growth.
@@ -159,7 +159,7 @@ class GradScaler {
   GradScalerOptions options_;
   bool enabled_ = false;
   bool aten_ = false;
-  torch::Tensor scale_, growth_tracker_, found_inf_;
+  torch::Tensor scale_, growth_tracker_;
 };
 
 } // namespace diffinstruct
