@@ -2,7 +2,7 @@
 # Fuzzes every reader of untrusted files with libFuzzer (clang, ASan + UBSan): the IDX reader, the
 # safetensors reader, the checkpoint loader, the TorchScript loader, diffusers' config.json, the
 # sharded-safetensors index and the CLIP tokenizer, each for DIFFINSTRUCT_FUZZ_SECONDS (default 20)
-# from the committed seed corpus tests/fuzz/corpus/<target>/.
+# from the committed seed corpus tests/fuzz/corpus/<target>/, as many targets at once as there are cores.
 # A crash, a sanitizer report, a leak-free hang past 10 s or memory past 2 GB fails the run (exit 1)
 # and leaves the input that did it in build-fuzz/findings/<target>/.
 #   DIFFINSTRUCT_FUZZ_TARGETS="idx safetensors"   a subset
@@ -27,17 +27,28 @@ fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export OMP_NUM_THREADS=1
-status=0
-for t in $targets; do
-  work="$build/corpus/$t" findings="$build/findings/$t" scratch="$build/scratch/$t"
+# One target per core at a time: each libFuzzer run is single-threaded.
+fuzz_one() {
+  local t=$1 work="$build/corpus/$1" findings="$build/findings/$1" scratch="$build/scratch/$1"
   rm -rf "$work" "$findings" "$scratch"
   mkdir -p "$work" "$findings" "$scratch"
   cp tests/fuzz/corpus/"$t"/* "$work"/
-  echo "diffinstruct: fuzzing the $t reader for ${seconds} s"
   # TMPDIR: the target writes each input to a file there; keep those out of /tmp.
-  if ! TMPDIR="$scratch" DIFFINSTRUCT_FUZZ_TARGET=$t "$exe" "$work" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
-       -seed=1 -print_final_stats=1 -artifact_prefix="$findings/" > "$build/fuzz_$t.log" 2>&1; then
-    echo "diffinstruct: FUZZING FOUND A PROBLEM in the $t reader; input in $findings/:" >&2
+  TMPDIR="$scratch" DIFFINSTRUCT_FUZZ_TARGET=$t "$exe" "$work" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+    -seed=1 -print_final_stats=1 -artifact_prefix="$findings/" > "$build/fuzz_$t.log" 2>&1
+}
+jobs_max=$(nproc)
+declare -A pid_of
+for t in $targets; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n || true; done
+  echo "diffinstruct: fuzzing the $t reader for ${seconds} s"
+  fuzz_one "$t" &
+  pid_of[$t]=$!
+done
+status=0
+for t in $targets; do
+  if ! wait "${pid_of[$t]}"; then
+    echo "diffinstruct: FUZZING FOUND A PROBLEM in the $t reader; input in $build/findings/$t/:" >&2
     tail -40 "$build/fuzz_$t.log" >&2
     status=1
   else

@@ -1,27 +1,14 @@
 #!/usr/bin/env bash
 # The test suite against LibTorch 2.x — the LibTorch inside PyPI's `torch` wheel (CUDA-enabled),
-# next to Debian's 1.13 that scripts/test.sh uses. The wheel's version is pinned here, in one place.
-#   DIFFINSTRUCT_TORCH2_VERSION   wheel version (default below)
-#   DIFFINSTRUCT_TORCH2_VENV      where the wheel is installed (default .torch2-venv, git-ignored)
-# The Python oracles of the parity tests (diffusers, safetensors: tests/python_oracles.txt) go into the
-# same venv. LibTorch 2.15 requires C++20; the library itself is C++17 and compiles as either.
+# next to Debian's 1.13 that scripts/test.sh uses. scripts/torch2_venv.sh installs the wheel (its
+# version is pinned there, in one place) and the Python oracles of the parity tests (diffusers,
+# transformers, safetensors: tests/python_oracles.txt) into one venv (DIFFINSTRUCT_TORCH2_VENV).
+# LibTorch 2.15 requires C++20; the library itself is C++17 and compiles as either.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-version=${DIFFINSTRUCT_TORCH2_VERSION:-2.15.0}
 venv=${DIFFINSTRUCT_TORCH2_VENV:-.torch2-venv}
 bash scripts/install_deps.sh
-
-if ! "$venv/bin/python" -c "import torch, sys; sys.exit(not torch.__version__.startswith('$version'))" 2>/dev/null; then
-  echo "diffinstruct: installing torch==$version from PyPI into $venv"
-  if ! python3 -m venv "$venv" 2>/dev/null; then
-    apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-    python3 -m venv "$venv"
-  fi
-  "$venv/bin/pip" install -q "torch==$version"
-fi
-# The Python oracles the parity tests compare against (pinned in tests/python_oracles.txt).
-echo "diffinstruct: the test oracles of tests/python_oracles.txt into $venv"
-"$venv/bin/pip" install -q -r tests/python_oracles.txt
+bash scripts/torch2_venv.sh  # the wheel and the oracles; quick when scripts/test.sh has installed them
 torch_dir=$("$venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
 site=$(dirname "$torch_dir")
 echo "diffinstruct: LibTorch $("$venv/bin/python" -c 'import torch; print(torch.__version__)') at $torch_dir"
