@@ -18,6 +18,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <memory>
 #include <string>
 
 namespace diffinstruct {
@@ -72,6 +73,15 @@ inline void check_positive(int64_t v, const char* layer, const char* what) {
 
 } // namespace detail
 
+/// What an adapter adds to a layer (adapters/lora.hpp): the layer computes y from x as always, then
+/// returns adapt(x, y). Set on `Linear` and `Conv2d` through their `adapter` member; null: none.
+class LayerAdapter {
+ public:
+  virtual ~LayerAdapter() = default;
+  /// The adapted layer's output for input x, given the layer's own output y.
+  virtual torch::Tensor adapt(const torch::Tensor& x, torch::Tensor y, bool training) const = 0;
+};
+
 /// y = x Wᵀ + b, W: [out, in].
 class LinearImpl : public torch::nn::Module {
  public:
@@ -82,8 +92,12 @@ class LinearImpl : public torch::nn::Module {
     if (bias) this->bias = register_parameter("bias", torch::empty({out_features}, o.tensor_options()));
     if (o.randomize()) detail::default_init(weight, this->bias, in_features);
   }
-  torch::Tensor forward(const torch::Tensor& x) { return torch::linear(x, weight, bias); }
+  torch::Tensor forward(const torch::Tensor& x) {
+    auto y = torch::linear(x, weight, bias);
+    return adapter ? adapter->adapt(x, std::move(y), is_training()) : y;
+  }
   torch::Tensor weight, bias;
+  std::shared_ptr<LayerAdapter> adapter;  ///< a LoRA, for instance; null: the plain layer
 };
 TORCH_MODULE(Linear);
 
@@ -102,8 +116,14 @@ class Conv2dImpl : public torch::nn::Module {
     if (bias) this->bias = register_parameter("bias", torch::empty({out_channels}, o.tensor_options()));
     if (o.randomize()) detail::default_init(weight, this->bias, in_channels * kernel_size * kernel_size);
   }
-  torch::Tensor forward(const torch::Tensor& x) { return torch::conv2d(x, weight, bias, stride_, padding_); }
+  torch::Tensor forward(const torch::Tensor& x) {
+    auto y = torch::conv2d(x, weight, bias, stride_, padding_);
+    return adapter ? adapter->adapt(x, std::move(y), is_training()) : y;
+  }
+  int64_t stride() const { return stride_; }
+  int64_t padding() const { return padding_; }
   torch::Tensor weight, bias;
+  std::shared_ptr<LayerAdapter> adapter;  ///< a LoRA, for instance; null: the plain layer
 
  private:
   int64_t stride_, padding_;
