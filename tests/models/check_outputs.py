@@ -4,7 +4,9 @@
 
 1. Every exported UNet folder (EXPORT_DIR/unet_*) loads with diffusers' from_pretrained and, in
    float32, reproduces the output C++ computed from the same folder (cpp_output.safetensors).
-2. di_run_model's outputs (RUN_DIR/<model>.safetensors) match diffusers' recorded outputs.
+2. The LoRA C++ saved (EXPORT_DIR/lora_cpp) loads with a pipeline's load_lora_weights onto the sd15
+   UNet and reproduces the output C++ computed with it.
+3. di_run_model's outputs (RUN_DIR/<model>.safetensors) match diffusers' recorded outputs.
 Tolerance: 1e-5 relative (‖a − b‖₂ / ‖b‖₂). Prints one table row per check; exits 1 on a miss.
 """
 import os
@@ -21,6 +23,27 @@ def rel(a, b):
     return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
+def lora_from_cpp(fixtures, exports):
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline
+    from transformers import CLIPTextModel
+    unet = UNet2DConditionModel.from_pretrained(os.path.join(fixtures, "sd15"), low_cpu_mem_usage=False).eval()
+    pipe = StableDiffusionPipeline(vae=AutoencoderKL.from_pretrained(os.path.join(fixtures, "vae")),
+                                   text_encoder=CLIPTextModel.from_pretrained(os.path.join(fixtures, "clip_text")), tokenizer=None,
+                                   unet=unet, scheduler=DDIMScheduler(), safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    folder = os.path.join(exports, "lora_cpp")
+    pipe.load_lora_weights(folder)
+    rec = load_file(os.path.join(folder, "cpp_output.safetensors"))
+    with torch.no_grad():
+        out = pipe.unet(rec["input.sample"], rec["input.timestep"], rec["input.encoder_hidden_states"]).sample
+        with_lora = rel(rec["sample"], out)
+        pipe.unload_lora_weights()
+        base = pipe.unet(rec["input.sample"], rec["input.timestep"], rec["input.encoder_hidden_states"]).sample
+    # Not vacuous: without the adapter the output is another one.
+    assert rel(rec["sample"], base) > 1e-3, "the LoRA changed nothing"
+    return with_lora
+
+
 def main():
     fixtures, exports, runs = sys.argv[1:4]
     torch.set_num_threads(1)
@@ -35,6 +58,7 @@ def main():
         with torch.no_grad():
             out = model(rec["input.sample"], rec["input.timestep"], rec["input.encoder_hidden_states"]).sample
         rows.append((f"export {name} -> diffusers from_pretrained", rel(rec["sample"], out)))
+    rows.append(("LoRA saved by C++ -> pipeline.load_lora_weights (sd15, rank 3, alpha 6)", lora_from_cpp(fixtures, exports)))
     for model_name in ("sd15", "sdxl", "vae"):
         path = os.path.join(runs, model_name + ".safetensors")
         expected = load_file(os.path.join(fixtures, model_name, "expected.safetensors"))
@@ -52,8 +76,8 @@ def main():
         ok = err <= TOL
         failed |= not ok
         print(f"| {what} | {err:.2e} | {'ok' if ok else 'FAIL'} |")
-    if len(rows) < 10:
-        print(f"check_outputs: expected 10 checks, ran {len(rows)}")
+    if len(rows) < 11:
+        print(f"check_outputs: expected 11 checks, ran {len(rows)}")
         failed = True
     sys.exit(1 if failed else 0)
 

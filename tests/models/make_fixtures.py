@@ -14,7 +14,7 @@ import sys
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 UNETS = {
     # SD 1.x: conv projections, one head count for every level, a plain last level.
@@ -262,6 +262,37 @@ def clip_reward_fixture(out_dir, batch=2):
     return sum(p.numel() for p in clip.parameters())
 
 
+LORA = dict(r=4, lora_alpha=8, target_modules=["to_q", "to_k", "to_v", "to_out.0", "proj_in", "conv1"])
+
+
+def lora_fixture(out_dir):
+    """A peft LoRA on the sd15 UNet (random A and B), saved with diffusers' save_lora_weights, and
+    what the adapted UNet computes: output, input gradients and the adapters' gradients."""
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    unet = UNet2DConditionModel.from_pretrained(os.path.join(out_dir, "sd15")).eval()
+    unet.requires_grad_(False)
+    unet.add_adapter(LoraConfig(**LORA, init_lora_weights="gaussian"))
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for name, p in unet.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)  # B starts at zero; a trained one does not
+    folder = os.path.join(out_dir, "lora_py")
+    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(unet),
+                                              unet_lora_adapter_metadata=unet.peft_config["default"].to_dict())
+    inputs = load_file(os.path.join(out_dir, "sd15", "inputs.safetensors"))
+    sample = inputs["sample"].clone().requires_grad_(True)
+    out = unet(sample, inputs["timestep"], inputs["encoder_hidden_states"]).sample
+    (out * inputs["cot"]).sum().backward()
+    expected = {"out.sample": out.detach(), "grad.input.sample": sample.grad}
+    expected.update({f"grad.param.{n.replace('.default', '')}": p.grad for n, p in unet.named_parameters() if p.grad is not None})
+    save_file(expected, os.path.join(folder, "expected.safetensors"))
+    return sum(p.numel() for n, p in unet.named_parameters() if "lora_" in n)
+
+
 def main():
     out_dir = sys.argv[1]
     os.makedirs(out_dir, exist_ok=True)
@@ -273,6 +304,7 @@ def main():
     for name, spec in CLIP_VISION.items():
         counts[name] = clip_vision_fixture(name, spec, out_dir)
     counts["clip_reward"] = clip_reward_fixture(out_dir)
+    counts["lora_py"] = lora_fixture(out_dir)
     import diffusers
     import transformers
     import safetensors

@@ -6,6 +6,7 @@
 // For every model: the forward outputs must match to 1e-5 and the gradients of sum(out · cot) with
 // respect to every input and every parameter to 1e-4, relative: ‖c++ − diffusers‖₂ / ‖diffusers‖₂
 // per tensor. Prints the table docs/models.md quotes; exits 1 on any miss.
+#include <diffinstruct/adapters/lora_file.hpp>
 #include <diffinstruct/core/model_adapter.hpp>
 #include <diffinstruct/models/pretrained.hpp>
 #include <diffinstruct/text/prompt_file.hpp>
@@ -272,6 +273,51 @@ void export_unet(const fs::path& fixture, const fs::path& out_dir) {
   row("sd15 export, sharded 1 MB", "forward after reload", w, 0.0);
 }
 
+/// diffusers -> C++: the peft LoRA that make_fixtures.py saved with save_lora_weights loads onto the
+/// sd15 UNet and computes diffusers' output and gradients (input and every adapter's). C++ ->
+/// diffusers: a LoRA built here (rank 3, alpha 6, random B) is saved for check_outputs.py, which
+/// loads it with pipeline.load_lora_weights, with the output C++ computes with it.
+void lora_parity(const fs::path& fixtures, const fs::path& out_dir) {
+  auto unet = di::models::load_unet((fixtures / "sd15").string());
+  auto lora = di::adapters::load_lora(*unet, (fixtures / "lora_py" / "pytorch_lora_weights.safetensors").string());
+  di::io::SafetensorsFile in((fixtures / "sd15" / "inputs.safetensors").string());
+  di::io::SafetensorsFile expected((fixtures / "lora_py" / "expected.safetensors").string());
+  auto sample = in.read("sample").requires_grad_(true);
+  const TextCondition c(in.read("encoder_hidden_states"));
+  auto out = unet->forward(sample, in.read("timestep"), c);
+  (out * in.read("cot")).sum().backward();
+  Worst fwd, gin, gparam;
+  fwd.add(rel_error(out, expected.read("out.sample")), "sample");
+  gin.add(rel_error(sample.grad(), expected.read("grad.input.sample")), "sample");
+  int64_t recorded = 0;
+  for (const auto& e : expected.tensors()) recorded += e.name.rfind("grad.param.", 0) == 0;
+  TORCH_CHECK(recorded == static_cast<int64_t>(lora.named_parameters().size()), "lora: ", recorded, " recorded adapter gradients, ",
+              lora.named_parameters().size(), " adapter tensors loaded");
+  for (const auto& [name, p] : lora.named_parameters()) {
+    TORCH_CHECK(p.grad().defined(), "lora: no gradient for '", name, "'");
+    gparam.add(rel_error(p.grad(), expected.read("grad.param." + name)), name);
+  }
+  for (const auto& p : unet->parameters()) TORCH_CHECK(!p.requires_grad() || p.grad().defined(), "lora: a frozen parameter has a gradient");
+  row("sd15 + peft LoRA (diffusers save_lora_weights -> load_lora)", "forward", fwd, kForwardTol);
+  row("sd15 + peft LoRA", "grad, input", gin, kGradTol);
+  row("sd15 + peft LoRA", "grad, every adapter", gparam, kGradTol);
+
+  auto base = di::models::load_unet((fixtures / "sd15").string());
+  auto mine = di::adapters::add_lora(*base, di::adapters::LoraOptions().rank(3).alpha(6).target_modules({"to_q", "to_v", "to_out.0", "conv2", "time_emb_proj"}));
+  {
+    torch::NoGradGuard ng;
+    torch::manual_seed(9);
+    for (const auto& e : mine.layers()) e.second->lora_B().normal_(0, 0.1);
+  }
+  const fs::path dir = out_dir / "lora_cpp";
+  fs::create_directories(dir);
+  di::adapters::save_lora(mine, (dir / "pytorch_lora_weights.safetensors").string());
+  torch::NoGradGuard ng;
+  di::io::write_safetensors((dir / "cpp_output.safetensors").string(),
+                            {{"sample", base->forward(in.read("sample"), in.read("timestep"), c)}, {"input.sample", in.read("sample")},
+                             {"input.timestep", in.read("timestep")}, {"input.encoder_hidden_states", in.read("encoder_hidden_states")}});
+}
+
 /// The tensors of safetensors_roundtrip.py's expected(), computed the same way.
 std::vector<std::pair<std::string, torch::Tensor>> expected_tensors() {
   const auto base = torch::arange(24, torch::kDouble).reshape({2, 3, 4});
@@ -341,6 +387,7 @@ int main(int argc, char** argv) {
     if (fs::exists(fixtures / "roundtrip" / "py.safetensors")) safetensors_roundtrip(fixtures / "roundtrip");
     fs::create_directories(exports);
     export_unet(fixtures / "sd15", exports);
+    lora_parity(fixtures, exports);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "model_parity: %s\n", e.what());
     return 1;
