@@ -97,14 +97,14 @@ TEST_CASE("#2 generator, assistant and frozen models must hold distinct paramete
   Net shared(3, 2);
   Net copy = shared;  // a copied holder shares the module
   CHECK_THROWS_WITH(Trainer(di::Generator<Net>(Net(2, 2)), di::Denoiser<Net>(shared), di::Denoiser<Net>(copy), policies(), {}, {2}),
-                    Catch::Contains("the assistant and the teacher or reward share 4 parameter tensor(s)") &&
+                    Catch::Contains("4 trained parameter tensor(s) of the assistant are also the teacher or reward's") &&
                         Catch::Contains("'net.0.weight' of the assistant and 'net.0.weight' of the teacher or reward"));
   for (const auto& p : shared->parameters()) CHECK(p.requires_grad());  // the refused trainer froze nothing
   Net gen(3, 2);
   CHECK_THROWS_WITH(Trainer(di::Generator<Net>(gen), di::Denoiser<Net>(gen), di::Denoiser<Net>(Net(3, 2)), policies(), {}, {3}),
-                    Catch::Contains("the generator and the teacher or reward share"));
+                    Catch::Contains("trained parameter tensor(s) of the generator are also the teacher or reward's"));
   CHECK_THROWS_WITH(Trainer(di::Generator<Net>(gen), di::Denoiser<Net>(Net(3, 2)), di::Denoiser<Net>(gen), policies(), {}, {3}),
-                    Catch::Contains("the generator and the assistant share"));
+                    Catch::Contains("trained parameter tensor(s) of the generator are also the assistant's"));
   // Distinct copies are fine (copy_state copies values, not storage).
   Net teacher(3, 2), assistant(3, 2);
   di::copy_state(teacher, assistant);

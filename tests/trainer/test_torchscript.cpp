@@ -46,7 +46,10 @@ torch::jit::Module scripted_copy(const TinyMlp& net, bool denoiser, const std::s
   m.define(denoiser ? "def forward(self, x, t):\n    h = torch.cat([x, t.unsqueeze(1)], 1)" + body
                     : "def forward(self, z):\n    h = z" + body);
   m.save(scratch(file).string());
-  return di::load_torchscript(scratch(file).string(), denoiser ? di::ModelRole::kDenoiser : di::ModelRole::kGenerator);
+  auto loaded = di::load_torchscript(scratch(file).string(), denoiser ? di::ModelRole::kDenoiser : di::ModelRole::kGenerator);
+  // The copies were registered detached; a role trains the parameters that require grad.
+  for (auto p : loaded.parameters()) p.requires_grad_(true);
+  return loaded;
 }
 
 struct MixtureTeacher {

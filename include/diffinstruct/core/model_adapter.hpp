@@ -79,6 +79,14 @@ class Denoiser {
     held_.push_back(ModuleRef::of(module));
     return *this;
   }
+  /// Declares parameters the callable model reads but does not own, which the trainer must neither
+  /// freeze nor switch the mode of, and which no role may train (checked): the base a LoRA assistant
+  /// shares with the teacher (adapters/shared_base.hpp). Returns *this.
+  Denoiser& reads(std::vector<std::pair<std::string, torch::Tensor>> parameters) {
+    for (auto& p : parameters) read_.push_back(std::move(p));
+    return *this;
+  }
+  const std::vector<std::pair<std::string, torch::Tensor>>& read_parameters() const { return read_; }
   /// The model itself (when it is a module) and every module declared with holds().
   std::vector<ModuleRef> modules() const {
     auto out = detail::module_refs_of(model_);
@@ -95,6 +103,7 @@ class Denoiser {
   Model model_;
   std::string name_;
   std::vector<ModuleRef> held_;
+  std::vector<std::pair<std::string, torch::Tensor>> read_;
 };
 
 /// A one-step generator `x0 = g(z, c)`.

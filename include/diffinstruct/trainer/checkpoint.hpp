@@ -208,12 +208,12 @@ void DiStarTrainer<G, T, A, C, D, Gd, R, S>::save(const std::string& path) {
   try {
     std::vector<std::pair<std::string, torch::Tensor>> tensors;
     std::map<std::string, std::string> meta;
-    for (const auto& [n, t] : detail::named_state(generator_.model())) tensors.emplace_back("generator/" + n, t.detach());
-    for (const auto& [n, t] : detail::named_state(assistant_.model())) tensors.emplace_back("assistant/" + n, t.detach());
-    const auto gen_named = detail::named_parameters(generator_.model());
+    for (const auto& [n, t] : detail::trained_state(generator_named_, generator_.model())) tensors.emplace_back("generator/" + n, t.detach());
+    for (const auto& [n, t] : detail::trained_state(assistant_named_, assistant_.model())) tensors.emplace_back("assistant/" + n, t.detach());
+    const auto& gen_named = generator_named_;
     for (size_t i = 0; i < ema_.shadow().size(); ++i) tensors.emplace_back("ema/" + gen_named[i].first, ema_.shadow()[i]);
     detail::optimizer_to_record(*generator_opt_, gen_named, "optim/generator", "generator", tensors, meta);
-    detail::optimizer_to_record(*assistant_opt_, detail::named_parameters(assistant_.model()), "optim/assistant", "assistant", tensors, meta);
+    detail::optimizer_to_record(*assistant_opt_, assistant_named_, "optim/assistant", "assistant", tensors, meta);
     tensors.emplace_back("rng", rng_.get_state());
     const std::pair<const GradScaler*, const char*> scalers[] = {{&generator_scaler_, "generator"}, {&assistant_scaler_, "assistant"}};
     for (const auto& [scaler, role] : scalers) {
@@ -251,10 +251,10 @@ void DiStarTrainer<G, T, A, C, D, Gd, R, S>::load(const std::string& path, Resum
   std::unique_ptr<io::SafetensorsFile> file_holder;
   DiStarTrainerOptions options = options_;
   std::unique_ptr<torch::optim::Optimizer> new_gen_opt, new_asst_opt;
-  const auto gen_live = detail::named_state(generator_.model());
-  const auto asst_live = detail::named_state(assistant_.model());
-  const auto gen_params = detail::named_parameters(generator_.model());
-  const auto asst_params = detail::named_parameters(assistant_.model());
+  const auto gen_live = detail::trained_state(generator_named_, generator_.model());
+  const auto asst_live = detail::trained_state(assistant_named_, assistant_.model());
+  const auto& gen_params = generator_named_;
+  const auto& asst_params = assistant_named_;
   bool ema_from_generator = false;
   std::vector<std::string> notes;
   std::vector<std::pair<std::string, std::pair<double, int64_t>>> scaler_states;  // (role, (scale, growth tracker))

@@ -20,6 +20,7 @@
 #include <diffinstruct/trainer/step_stats.hpp>
 
 #include <chrono>
+#include <cstring>
 #include <unordered_map>
 #include <functional>
 #include <map>
@@ -100,6 +101,28 @@ inline std::string first_shared(const NamedTensors& a, const char* role_a, const
   }
   return first;
 }
+/// The parameters that require grad: what a role trains.
+inline NamedTensors requiring_grad(const NamedTensors& all) {
+  NamedTensors out;
+  for (const auto& [n, p] : all) {
+    if (p.requires_grad()) out.emplace_back(n, p);
+  }
+  return out;
+}
+
+/// A role's trained state in a checkpoint: its trained parameters and every buffer.
+template <class Model>
+NamedTensors trained_state(const NamedTensors& trained, const Model& model) {
+  auto out = trained;
+  for (auto& b : named_buffers(model)) out.emplace_back("buffer:" + b.first, b.second);
+  return out;
+}
+
+/// Does a denoiser declare parameters its callable reads without owning them (Denoiser::reads)?
+template <class T, class = void>
+struct has_read_parameters : std::false_type {};
+template <class T>
+struct has_read_parameters<T, std::void_t<decltype(std::declval<const T&>().read_parameters())>> : std::true_type {};
 } // namespace detail
 
 /// Diff-Instruct* trainer: post-trains a one-step generator g_θ(z, c) to maximise a reward while a
@@ -110,8 +133,11 @@ inline std::string first_shared(const NamedTensors& a, const char* role_a, const
 ///   must have parameters; the teacher may also be a callable (an analytic score).
 /// * The teacher and the reward (every module they declare) are frozen here — evaluation mode, no
 ///   parameter gradients — and never stepped; they are put back in evaluation mode at every step.
-///   The generator and the assistant stay in the mode the user chose. The three roles must hold
-///   distinct parameters (checked). At the first step the trainer walks each loss's autograd graph
+///   The generator and the assistant stay in the mode the user chose. The generator and the
+///   assistant train the parameters that require grad when the trainer is built (a LoRA's adapters,
+///   not its frozen base; docs/lora.md): only those are differentiated, clipped, averaged over ranks,
+///   EMA-averaged and checkpointed. A trained parameter must belong to its role alone (checked);
+///   frozen ones may be shared (one base for the teacher and a LoRA assistant). At the first step the trainer walks each loss's autograd graph
 ///   and refuses a graph that reaches any tensor requiring grad other than the trained network's
 ///   parameters (a frozen model hiding trainable parameters behind a callable).
 /// * The generator update differentiates the generator's parameters only (the assistant's are
@@ -175,10 +201,18 @@ class DiStarTrainer {
       TORCH_CHECK(options_.micro_batches() == 1, "diffinstruct::DiStarTrainer: micro_batches > 1 needs ConditionTraits<Cond>::slice(c, "
                   "begin, end) for this condition type (docs/policies.md#conditions)");
     }
-    generator_params_ = detail::model_parameters(generator_.model());
-    assistant_params_ = detail::model_parameters(assistant_.model());
-    TORCH_CHECK(!generator_params_.empty(), "diffinstruct::DiStarTrainer: the generator has no parameters to train");
-    TORCH_CHECK(!assistant_params_.empty(), "diffinstruct::DiStarTrainer: the assistant has no parameters to train");
+    // What trains is what requires grad: a LoRA's adapters, not its frozen base.
+    TORCH_CHECK(!detail::named_parameters(generator_.model()).empty(), "diffinstruct::DiStarTrainer: the generator has no parameters to train");
+    TORCH_CHECK(!detail::named_parameters(assistant_.model()).empty(), "diffinstruct::DiStarTrainer: the assistant has no parameters to train");
+    generator_named_ = detail::requiring_grad(detail::named_parameters(generator_.model()));
+    assistant_named_ = detail::requiring_grad(detail::named_parameters(assistant_.model()));
+    for (const auto& [named, role] : {std::make_pair(&generator_named_, "generator"), std::make_pair(&assistant_named_, "assistant")}) {
+      TORCH_CHECK(!named->empty(), "diffinstruct::DiStarTrainer: the ", role, " has no trainable parameters: every one has "
+                  "requires_grad(false). The trainer trains the parameters that require grad: set requires_grad_(true) on what should train (a "
+                  "TorchScript module saved from a frozen model loads frozen), or, for a LoRA, adapters::add_lora");
+    }
+    for (const auto& [n, p] : generator_named_) generator_params_.push_back(p);
+    for (const auto& [n, p] : assistant_named_) assistant_params_.push_back(p);
     check_master_weights(options_.precision());
     const auto& p0 = generator_params_.front();
     tensor_options_ = p0.options().requires_grad(false).dtype(loop_dtype_for(p0.scalar_type()));
@@ -194,8 +228,6 @@ class DiStarTrainer {
     if constexpr (detail::has_parameters<Reward>::value && !detail::has_modules<Reward>::value) {
       for (auto& p : policies_.reward.parameters()) p.requires_grad_(false);
     }
-    for (auto& p : generator_params_) p.requires_grad_(true);
-    for (auto& p : assistant_params_) p.requires_grad_(true);
     build_optimizers();
     build_scalers();
     if (options_.ema_decay() > 0) ema_ = ExponentialMovingAverage(generator_params_, options_.ema_decay());
@@ -529,24 +561,31 @@ class DiStarTrainer {
                 "the trainer freezes them, or set requires_grad(false) on them");
   }
 
-  /// Generator, assistant and frozen models must not share parameters (a copied TORCH_MODULE holder
-  /// shares its module): a shared teacher would be trained through the assistant.
+  /// A trained parameter belongs to its role alone: the generator's and the assistant's trained
+  /// parameters must not be held by another role (a copied TORCH_MODULE holder shares its module,
+  /// and a shared teacher would be trained through the assistant). Frozen parameters may be shared:
+  /// a LoRA assistant on the teacher's base (adapters/shared_base.hpp) holds the base the teacher reads.
   void check_distinct_parameters() const {
     detail::NamedTensors frozen;
     for (const auto& m : frozen_) {
       for (auto& p : m.named_parameters()) frozen.push_back(std::move(p));
     }
+    if constexpr (detail::has_read_parameters<TeacherT>::value) {
+      for (auto& p : teacher_.read_parameters()) frozen.push_back(std::move(p));
+    }
     const auto gen = detail::named_parameters(generator_.model());
     const auto asst = detail::named_parameters(assistant_.model());
-    const std::pair<const detail::NamedTensors*, const char*> roles[] = {{&gen, "generator"}, {&asst, "assistant"},
-                                                                        {&frozen, "teacher or reward"}};
-    for (int i = 0; i < 3; ++i) {
-      for (int j = i + 1; j < 3; ++j) {
+    const std::pair<const detail::NamedTensors*, const char*> trained[] = {{&generator_named_, "generator"}, {&assistant_named_, "assistant"}};
+    const std::pair<const detail::NamedTensors*, const char*> held[] = {{&gen, "generator"}, {&asst, "assistant"}, {&frozen, "teacher or reward"}};
+    for (const auto& [mine, role] : trained) {
+      for (const auto& [theirs, other] : held) {
+        if (std::strcmp(role, other) == 0) continue;
         int64_t count = 0;
-        const auto first = detail::first_shared(*roles[i].first, roles[i].second, *roles[j].first, roles[j].second, &count);
-        TORCH_CHECK(first.empty(), "diffinstruct::DiStarTrainer: the ", roles[i].second, " and the ", roles[j].second, " share ", count,
-                    " parameter tensor(s) (first: ", first, "); each role needs its own copy (e.g. build a second module and "
-                    "copy_state(teacher, assistant)): shared weights would be trained where they must stay frozen");
+        const auto first = detail::first_shared(*mine, role, *theirs, other, &count);
+        TORCH_CHECK(first.empty(), "diffinstruct::DiStarTrainer: ", count, " trained parameter tensor(s) of the ", role, " are also the ",
+                    other, "'s (first: ", first, "): shared weights would be trained where they must stay frozen. Give each role its "
+                    "own copy (build a second module and copy_state(teacher, assistant)), or, for one base shared by the teacher and "
+                    "the assistant, train a LoRA on it and pass the teacher's pass on the base (adapters/shared_base.hpp, docs/lora.md)");
       }
     }
   }
@@ -555,8 +594,7 @@ class DiStarTrainer {
   /// precision, whose updates of size lr·g would mostly round away.
   void check_master_weights(Precision precision) const {
     const bool autocast = precision != Precision::kFloat32;
-    const std::pair<detail::NamedTensors, const char*> roles[] = {{detail::named_parameters(generator_.model()), "generator"},
-                                                                 {detail::named_parameters(assistant_.model()), "assistant"}};
+    const std::pair<detail::NamedTensors, const char*> roles[] = {{generator_named_, "generator"}, {assistant_named_, "assistant"}};
     for (const auto& [named, role] : roles) {
       for (const auto& [name, p] : named) {
         const auto dt = p.scalar_type();
@@ -814,7 +852,8 @@ class DiStarTrainer {
   DiStarTrainerOptions options_;
   at::Generator rng_;
   torch::TensorOptions tensor_options_;
-  std::vector<torch::Tensor> generator_params_, assistant_params_;
+  std::vector<torch::Tensor> generator_params_, assistant_params_;  // the trained ones: those that require grad at construction
+  detail::NamedTensors generator_named_, assistant_named_;           // the same, with their names in the model
   std::unique_ptr<torch::optim::Optimizer> generator_opt_, assistant_opt_;
   detail::OptimizerKind generator_opt_kind_ = detail::OptimizerKind::kAdam, assistant_opt_kind_ = detail::OptimizerKind::kAdam;
   std::vector<int64_t> sample_shape_;
