@@ -7,19 +7,26 @@
 //                    runs twice. The trainer's whole-forward options on top of it would run each
 //                    forward a third time for little more saving (docs/memory.md), so they are off.
 //   bf16+checkpoint  both
+//   lora             one base for teacher and assistant (adapters/shared_base.hpp): the assistant is
+//                    the teacher's UNet plus a LoRA, the teacher's pass the base with it disabled; the
+//                    generator a LoRA on its own copy of the UNet. Adapters of rank --lora-rank (16)
+//                    on the attention projections (to_q, to_k, to_v, to_out.0), alpha = rank.
+//   all              bf16 + checkpoint + lora, the two frozen bases stored in bf16
 // The UNets have SD 1.5's shape scaled by width w: block_out_channels [w, 2w, 4w, 4w], 2 layers per
 // block, cross-attention in the first three levels, 8 heads, cross_attention_dim 768; w = 320 is
 // SD 1.5's UNet itself (859.5M parameters). Teacher, assistant (a copy of the teacher) and a one-step
 // generator (the teacher's UNet at t = 999) train with CFG inside (scale 4.5), pseudo-Huber, no reward.
 //
 //   bench_memory [--widths 32,64,96] [--sizes 16,32] [--batch 1] [--seq 77] [--configs LIST] [--steps 2]
-//                [--threads N] [--json FILE]
+//                [--threads N] [--lora-rank 16] [--json FILE]
 //
 // For each run it reports the parameters of one UNet, peak_bytes: the most bytes live at once over the
 // whole run (the three UNets, gradients, Adam's moments, the step's activations: everything allocated
 // after the run starts), step_peak_bytes: the peak of the last step alone above what was live at its
 // start, and the median time of the steps after the first. --json writes them as a list of objects {"config", "params",
 // "peak_bytes", "step_peak_bytes", "step_ms", ...}; scripts/fit_memory.py fits docs/memory.md's model.
+#include <diffinstruct/adapters/lora.hpp>
+#include <diffinstruct/adapters/shared_base.hpp>
 #include <diffinstruct/di_star.hpp>
 #include <diffinstruct/memory/counting_allocator.hpp>
 #include <diffinstruct/models/unet2d_condition.hpp>
@@ -67,9 +74,45 @@ struct Result {
   double step_ms = 0;
 };
 
+int64_t g_lora_rank = 16;
+
+using Denoiser = di::Denoiser<dm::UNet2DConditionModel, di::EpsPrediction>;
+using SharedTeacher = di::Denoiser<di::adapters::SharedBaseTeacher<dm::UNet2DConditionModel>, di::EpsPrediction>;
+
+// Trains `steps` DI* steps and records the step peak and the median step time (after the first).
+template <class Teacher>
+void train(Result& r, OneStep generator, Teacher teacher, Denoiser assistant, bool bf16, int64_t size, int64_t batch, int64_t seq, int steps) {
+  di::DiscreteVPSchedule schedule;
+  di::ConditionSource<dm::TextCondition> prompts{
+      [seq](int64_t b, at::Generator& g) { return dm::TextCondition(at::randn({b, seq, 768}, g, torch::TensorOptions())); },
+      dm::TextCondition(torch::zeros({1, seq, 768}))};
+  di::DiStarTrainer<di::Generator<OneStep>, Teacher, Denoiser, dm::TextCondition, di::PseudoHuberScore, di::CfgInside, di::NoReward,
+                    di::DiscreteVPSchedule>
+      trainer(di::Generator<OneStep>(generator), std::move(teacher), std::move(assistant),
+              {di::PseudoHuberScore(1.0), di::CfgInside(di::GuidanceScale(4.5)), di::NoReward{}, schedule}, prompts, {4, size, size},
+              di::DiStarTrainerOptions()
+                  .batch_size(batch)
+                  .ema_decay(0)
+                  .precision(bf16 ? di::Precision::kBFloat16 : di::Precision::kFloat32)
+                  .measure_memory(true));
+  std::vector<double> ms;
+  for (int i = 0; i < steps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto s = trainer.step();
+    // The first step also allocates Adam's moments: time the others (when there are any).
+    if (i > 0 || steps == 1) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    r.step_peak_bytes = s.peak_bytes;
+    if (!std::isfinite(s.generator_loss)) std::fprintf(stderr, "bench_memory: non-finite loss in %s w=%lld\n", r.config.c_str(), (long long)r.width);
+  }
+  std::sort(ms.begin(), ms.end());
+  r.step_ms = ms[ms.size() / 2];
+}
+
 Result run(const std::string& config, int64_t width, int64_t size, int64_t batch, int64_t seq, int steps) {
-  const bool bf16 = config.find("bf16") != std::string::npos;
-  const bool ckpt = config.find("checkpoint") != std::string::npos;
+  const bool all = config == "all";
+  const bool bf16 = all || config.find("bf16") != std::string::npos;
+  const bool ckpt = all || config.find("checkpoint") != std::string::npos;
+  const bool lora = all || config == "lora";
   static auto& counter = *new di::CountingCpuAllocator();  // never destroyed (tensors it counted may outlive a run)
   Result r;
   r.config = config;
@@ -82,45 +125,39 @@ Result run(const std::string& config, int64_t width, int64_t size, int64_t batch
     const int64_t start = counter.live_bytes();
     torch::manual_seed(0);
     const auto cfg = sd15_shaped(width);
-    dm::UNet2DConditionModel teacher(cfg), assistant(cfg), gen_unet(cfg);
+    // `all` builds the two frozen bases in bf16 from the start, as a load with PretrainedOptions().dtype(kBFloat16)
+    // would: building them in float32 and casting after would make that transient the run's peak.
+    const auto build = dm::BuildOptions().dtype(all ? torch::kBFloat16 : torch::kFloat);
+    dm::UNet2DConditionModel teacher(cfg, build), gen_unet(cfg, build);
+    dm::UNet2DConditionModel assistant = lora ? teacher : dm::UNet2DConditionModel(cfg);  // lora: one module, the shared base
     for (const auto& p : teacher->parameters()) r.params += p.numel();
     {
       torch::NoGradGuard ng;
       for (auto* dst : {&assistant, &gen_unet}) {
+        if (dst->ptr() == teacher.ptr()) continue;
         auto named = (*dst)->named_parameters();
         for (const auto& p : teacher->named_parameters()) named[p.key()].copy_(p.value());
       }
     }
     for (auto* u : {&teacher, &assistant, &gen_unet}) (*u)->set_gradient_checkpointing(ckpt);
-    using Denoiser = di::Denoiser<dm::UNet2DConditionModel, di::EpsPrediction>;
-    Denoiser teacher_role(teacher, "teacher");
-    if (bf16) di::store_frozen_in(torch::kBFloat16, teacher_role);
     di::DiscreteVPSchedule schedule;
     const auto t999 = torch::full({1}, 999.0);
     OneStep generator(gen_unet, schedule.alpha(t999).item<double>(), schedule.sigma(t999).item<double>());
-    di::ConditionSource<dm::TextCondition> prompts{
-        [seq](int64_t b, at::Generator& g) { return dm::TextCondition(at::randn({b, seq, 768}, g, torch::TensorOptions())); },
-        dm::TextCondition(torch::zeros({1, seq, 768}))};
-    di::DiStarTrainer<di::Generator<OneStep>, Denoiser, Denoiser, dm::TextCondition, di::PseudoHuberScore, di::CfgInside, di::NoReward,
-                      di::DiscreteVPSchedule>
-        trainer(di::Generator<OneStep>(generator), teacher_role, Denoiser(assistant, "assistant"),
-                {di::PseudoHuberScore(1.0), di::CfgInside(di::GuidanceScale(4.5)), di::NoReward{}, schedule}, prompts, {4, size, size},
-                di::DiStarTrainerOptions()
-                    .batch_size(batch)
-                    .ema_decay(0)
-                    .precision(bf16 ? di::Precision::kBFloat16 : di::Precision::kFloat32)
-                    .measure_memory(true));
-    std::vector<double> ms;
-    for (int i = 0; i < steps; ++i) {
-      const auto t0 = std::chrono::steady_clock::now();
-      const auto s = trainer.step();
-      // The first step also allocates Adam's moments: time the others (when there are any).
-      if (i > 0 || steps == 1) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-      r.step_peak_bytes = s.peak_bytes;
-      if (!std::isfinite(s.generator_loss)) std::fprintf(stderr, "bench_memory: non-finite loss in %s w=%lld\n", config.c_str(), (long long)width);
+    if (lora) {
+      const auto options = di::adapters::LoraOptions().rank(g_lora_rank).alpha(static_cast<double>(g_lora_rank));
+      auto assistant_lora = di::adapters::add_lora(*teacher, options);
+      di::adapters::add_lora(*gen_unet, options);
+      if (bf16) {
+        di::adapters::store_base_in(torch::kBFloat16, *teacher);
+        di::adapters::store_base_in(torch::kBFloat16, *gen_unet);
+      }
+      train(r, generator, di::adapters::shared_base_teacher<di::EpsPrediction>(teacher, assistant_lora), Denoiser(teacher, "assistant"), bf16,
+            size, batch, seq, steps);
+    } else {
+      Denoiser teacher_role(teacher, "teacher");
+      if (bf16) di::store_frozen_in(torch::kBFloat16, teacher_role);
+      train(r, generator, teacher_role, Denoiser(assistant, "assistant"), bf16, size, batch, seq, steps);
     }
-    std::sort(ms.begin(), ms.end());
-    r.step_ms = ms[ms.size() / 2];
     r.run_peak_bytes = counter.peak_bytes() - start;
   }
   return r;
@@ -137,7 +174,7 @@ std::vector<std::string> split(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string widths = "32,64,96", sizes = "16,32", configs = "fp32,bf16,checkpoint,bf16+checkpoint", json;
+  std::string widths = "32,64,96", sizes = "16,32", configs = "fp32,bf16,checkpoint,bf16+checkpoint,lora,all", json;
   int64_t batch = 1, seq = 77;
   int steps = 2, threads = 0;
   for (int i = 1; i < argc; ++i) {
@@ -157,20 +194,21 @@ int main(int argc, char** argv) {
     else if (a == "--steps") steps = std::atoi(next().c_str());
     else if (a == "--threads") threads = std::atoi(next().c_str());
     else if (a == "--json") json = next();
+    else if (a == "--lora-rank") g_lora_rank = std::atoll(next().c_str());
     else {
       std::fprintf(stderr, "usage: bench_memory [--widths 32,64,96] [--sizes 16,32] [--batch 1] [--seq 77] [--configs %s] [--steps 2] "
-                   "[--threads N] [--json FILE]\n", configs.c_str());
+                   "[--threads N] [--lora-rank 16] [--json FILE]\n", configs.c_str());
       return 2;
     }
   }
   for (const auto& c : split(configs)) {
-    if (c != "fp32" && c != "bf16" && c != "checkpoint" && c != "bf16+checkpoint") {
-      std::fprintf(stderr, "bench_memory: unknown configuration '%s' (fp32, bf16, checkpoint, bf16+checkpoint)\n", c.c_str());
+    if (c != "fp32" && c != "bf16" && c != "checkpoint" && c != "bf16+checkpoint" && c != "lora" && c != "all") {
+      std::fprintf(stderr, "bench_memory: unknown configuration '%s' (fp32, bf16, checkpoint, bf16+checkpoint, lora, all)\n", c.c_str());
       return 2;
     }
   }
-  if (batch < 1 || steps < 1) {
-    std::fprintf(stderr, "bench_memory: --batch and --steps must be >= 1\n");
+  if (batch < 1 || steps < 1 || g_lora_rank < 1) {
+    std::fprintf(stderr, "bench_memory: --batch, --steps and --lora-rank must be >= 1\n");
     return 2;
   }
   if (threads > 0) torch::set_num_threads(threads);

@@ -74,7 +74,12 @@ struct LoraOptions {
 class LoraLayer final : public models::LayerAdapter {
  public:
   /// Adds lora_A and lora_B to `layer` (a models::LinearImpl or models::Conv2dImpl).
-  LoraLayer(torch::nn::Module& layer, int64_t rank, double alpha, double dropout, LoraInit init, c10::ScalarType dtype) : rank_(rank), alpha_(alpha), dropout_(dropout) {
+  LoraLayer(torch::nn::Module& layer, int64_t rank, double alpha, double dropout, LoraInit init, c10::ScalarType dtype)
+      : rank_(rank), alpha_(alpha), dropout_(dropout) {
+    TORCH_CHECK(rank > 0, "diffinstruct::adapters::LoraLayer: rank must be positive, got ", rank);
+    TORCH_CHECK(std::isfinite(alpha) && alpha > 0, "diffinstruct::adapters::LoraLayer: alpha must be positive and finite, got ", alpha);
+    TORCH_CHECK(dropout >= 0 && dropout < 1, "diffinstruct::adapters::LoraLayer: dropout must be in [0, 1), got ", dropout);
+    TORCH_CHECK(c10::isFloatingType(dtype), "diffinstruct::adapters::LoraLayer: the adapters' dtype must be floating, got ", dtype);
     auto o = models::BuildOptions().dtype(dtype);
     if (auto* linear = dynamic_cast<models::LinearImpl*>(&layer)) {
       base_weight_ = linear->weight;
@@ -82,7 +87,6 @@ class LoraLayer final : public models::LayerAdapter {
       const int64_t out = base_weight_.size(0), in = base_weight_.size(1);
       a_ = layer.register_module("lora_A", models::Linear(in, rank, false, o))->weight;
       b_ = layer.register_module("lora_B", models::Linear(rank, out, false, o))->weight;
-      fan_in_ = in;
     } else if (auto* conv = dynamic_cast<models::Conv2dImpl*>(&layer)) {
       base_weight_ = conv->weight;
       o.device(base_weight_.device());
@@ -92,7 +96,6 @@ class LoraLayer final : public models::LayerAdapter {
       padding_ = conv->padding();
       a_ = layer.register_module("lora_A", models::Conv2d(in, rank, k, stride_, padding_, false, o))->weight;
       b_ = layer.register_module("lora_B", models::Conv2d(rank, out, 1, 1, 0, false, o))->weight;
-      fan_in_ = in * k * k;
     } else {
       TORCH_CHECK(false, "diffinstruct::adapters::LoraLayer: expected a diffinstruct::models Linear or Conv2d layer, got ", layer.name());
     }
@@ -165,7 +168,7 @@ class LoraLayer final : public models::LayerAdapter {
   int64_t rank_;
   double alpha_, dropout_;
   bool conv_ = false;
-  int64_t stride_ = 1, padding_ = 0, fan_in_ = 0;
+  int64_t stride_ = 1, padding_ = 0;
   double scale_ = 1;
   bool enabled_ = true, merged_ = false;
 };
@@ -339,6 +342,18 @@ inline Lora add_lora(torch::nn::Module& model, const LoraOptions& o = {}) {
     for (auto& p : out.parameters()) p.requires_grad_(true);
   }
   return out;
+}
+
+/// Stores a LoRA-adapted model's frozen parameters (its base: every floating parameter that does
+/// not require grad) in `dtype`, in place, and leaves the adapters as they are (float32 master
+/// weights). Under autocast the base then costs half its float32 memory in bf16/fp16. The
+/// counterpart of store_frozen_in (precision/precision.hpp) for a model that is partly trained.
+inline void store_base_in(c10::ScalarType dtype, torch::nn::Module& model) {
+  TORCH_CHECK(c10::isFloatingType(dtype), "diffinstruct::adapters::store_base_in: expected a floating dtype, got ", dtype);
+  torch::NoGradGuard no_grad;
+  for (auto& p : model.parameters()) {
+    if (!p.requires_grad() && p.is_floating_point() && p.scalar_type() != dtype) p.set_data(p.to(dtype));
+  }
 }
 
 } // namespace adapters
