@@ -20,6 +20,7 @@
 ///   }
 ///   lora.merge();  // bake s·BA into the base weights (unmerge() takes it out again)
 
+#include <diffinstruct/core/adapter_context.hpp>
 #include <diffinstruct/models/layers.hpp>
 
 #include <torch/torch.h>
@@ -107,7 +108,7 @@ class LoraLayer final : public models::LayerAdapter {
   }
 
   torch::Tensor adapt(const torch::Tensor& x, torch::Tensor y, bool training) const override {
-    if (!enabled_ || merged_ || scale_ == 0) return y;
+    if (!enabled() || merged_ || scale_ == 0) return y;
     auto h = dropout_ > 0 && training ? torch::dropout(x, dropout_, true) : x;
     // A frozen base stored in bf16 meets float32 adapters outside autocast: the adapter computes in
     // its own dtype, and its contribution joins the base's output in the output's dtype. Under
@@ -154,7 +155,9 @@ class LoraLayer final : public models::LayerAdapter {
     scale_ = s;
   }
   double effective_scale() const { return scale_ * alpha_ / static_cast<double>(rank_); }
-  bool enabled() const { return enabled_; }
+  /// Enabled, and not disabled on this thread by a LoraDisabledScope?
+  bool enabled() const { return enabled_ && !diffinstruct::detail::adapter_disabled(this); }
+  /// Switches the adapter on or off for every thread, until switched again.
   void set_enabled(bool on) { enabled_ = on; }
   bool merged() const { return merged_; }
 
@@ -242,25 +245,26 @@ class Lora {
   std::vector<Entry> layers_;
 };
 
-/// Disables every adapter of a Lora for a scope, restoring each one's state after (also on throw):
-/// the base model's forward, such as the teacher's pass on a shared base.
+/// Disables every adapter of a Lora on this thread for a scope (also on throw): the base model's
+/// forward, such as the teacher's pass on a shared base. The adapters are recorded in the thread's
+/// disabled set (core/adapter_context.hpp), which activation checkpointing carries into its
+/// recompute, so a block of this pass recomputed in backward, after the scope, still sees them off.
 class LoraDisabledScope {
  public:
-  explicit LoraDisabledScope(const Lora& lora) : lora_(lora) {
-    for (const auto& e : lora_.layers()) {
-      was_.push_back(e.second->enabled());
-      e.second->set_enabled(false);
-    }
+  explicit LoraDisabledScope(const Lora& lora) {
+    auto& d = diffinstruct::detail::disabled_adapters();
+    size_ = d.size();
+    for (const auto& e : lora.layers()) d.push_back(e.second.get());
   }
   ~LoraDisabledScope() {
-    for (size_t i = 0; i < was_.size(); ++i) lora_.layers()[i].second->set_enabled(was_[i]);
+    auto& d = diffinstruct::detail::disabled_adapters();
+    if (d.size() >= size_) d.resize(size_);  // scopes nest: this one's entries are the last
   }
   LoraDisabledScope(const LoraDisabledScope&) = delete;
   LoraDisabledScope& operator=(const LoraDisabledScope&) = delete;
 
  private:
-  const Lora& lora_;
-  std::vector<bool> was_;
+  size_t size_ = 0;
 };
 
 namespace detail {

@@ -11,7 +11,9 @@
 /// set for the recompute, and the generators are put back afterwards, so dropout drops the same
 /// units and the rest of the program's random stream is untouched. Recomputing outside the
 /// forward's autocast region would compute different numbers in a different dtype (a known trap of
-/// hand-written checkpointing); here the region is restored.
+/// hand-written checkpointing); here the region is restored. So is the set of layer adapters
+/// disabled on this thread (core/adapter_context.hpp: a shared-base teacher's pass disables the
+/// assistant's LoRA, and its blocks are recomputed after that pass has returned).
 ///
 /// The parameters θ that f reads are passed explicitly (a module's `parameters()`): they become
 /// inputs of the checkpoint node, so their gradients come back through the graph. This works with
@@ -23,6 +25,7 @@
 ///                       {x}, block->parameters())[0];
 ///   auto y = checkpoint_module(block, x);                // the same, for a module with forward(Tensor)
 
+#include <diffinstruct/core/adapter_context.hpp>
 #include <diffinstruct/core/torch_compat.hpp>
 
 #include <torch/torch.h>
@@ -86,6 +89,7 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
     const std::vector<torch::Tensor> inputs(all.begin(), all.begin() + num_inputs);
     auto rng = std::make_shared<RngSnapshot>(RngSnapshot::take(inputs));
     const auto autocast = compat::autocast_state();
+    auto disabled = detail::disabled_adapters();
     std::vector<torch::Tensor> out;
     {
       torch::NoGradGuard no_grad;  // Function::forward runs without grad already; explicit for clarity
@@ -96,7 +100,7 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
     // The function, the parameters (the very tensors f reads, so that gradients can be taken with
     // respect to them), the generator states and the autocast state travel with the node.
     const std::vector<torch::Tensor> params(all.begin() + num_inputs, all.end());
-    ctx->saved_data["state"] = c10::IValue::make_capsule(c10::make_intrusive<Holder>(fn, params, rng, autocast));
+    ctx->saved_data["state"] = c10::IValue::make_capsule(c10::make_intrusive<Holder>(fn, params, rng, autocast, std::move(disabled)));
     for (size_t i = 0; i < out.size(); ++i) {
       TORCH_CHECK(out[i].defined(), "diffinstruct::checkpoint: output ", i, " of the checkpointed function is undefined");
       // An output that aliases an input would be changed in place by autograd's bookkeeping.
@@ -129,6 +133,7 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
       } put_back{now};
       holder->rng->restore();
       compat::AutocastStateGuard autocast(holder->autocast);
+      detail::DisabledAdaptersGuard adapters(holder->disabled_adapters);
       torch::AutoGradMode grad(true);
       outputs = (*holder->fn)(inputs);
     }
@@ -160,12 +165,14 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
   }
 
   struct Holder : torch::CustomClassHolder {
-    Holder(std::shared_ptr<CheckpointedFn> f, std::vector<torch::Tensor> p, std::shared_ptr<RngSnapshot> r, compat::AutocastState a)
-        : fn(std::move(f)), params(std::move(p)), rng(std::move(r)), autocast(a) {}
+    Holder(std::shared_ptr<CheckpointedFn> f, std::vector<torch::Tensor> p, std::shared_ptr<RngSnapshot> r, compat::AutocastState a,
+           std::vector<const void*> d)
+        : fn(std::move(f)), params(std::move(p)), rng(std::move(r)), autocast(a), disabled_adapters(std::move(d)) {}
     std::shared_ptr<CheckpointedFn> fn;
     std::vector<torch::Tensor> params;
     std::shared_ptr<RngSnapshot> rng;
     compat::AutocastState autocast;
+    std::vector<const void*> disabled_adapters;
   };
 };
 
