@@ -231,6 +231,13 @@ TEST_CASE("#15 LoRA files: diffusers' names and metadata, an exact round trip, r
   const auto adapted = run(unet, in);
   const auto path = tmp("unet_lora.safetensors");
   da::save_lora(lora, path);
+  {  // Saving over an existing file replaces it whole, leaving no temporary behind.
+    da::save_lora(lora, path);
+    int64_t files = 0;
+    for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(path).parent_path()))
+      files += e.path().filename().string().rfind("unet_lora.safetensors", 0) == 0;
+    CHECK(files == 1);
+  }
 
   di::io::SafetensorsFile file(path);
   CHECK(file.tensors().size() == 2 * lora.size());

@@ -83,7 +83,9 @@ inline void save_lora(const Lora& lora, const std::string& path, const std::stri
     tensors.emplace_back(detail::with_prefix(prefix, name), cpu.contiguous());
   }
   std::map<std::string, std::string> metadata{{"format", "pt"}, {kLoraMetadataKey, lora_metadata_json(lora, prefix)}};
-  io::write_safetensors(path, tensors, metadata, /*checksums=*/false, /*durable=*/true);
+  io::replace_file_atomically(
+      path, [&](const std::string& tmp) { io::write_safetensors(tmp, tensors, metadata, /*checksums=*/false, /*durable=*/true); }, 1,
+      "LoRA file '" + path + "'");
 }
 
 /// How load_lora() builds what the file holds.
