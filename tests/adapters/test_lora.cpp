@@ -71,7 +71,7 @@ std::string tmp(const std::string& name) {
 
 using namespace lora_tests;
 
-TEST_CASE("#15 LoRA on Linear and Conv2d: the base until B trains, then W x + b + s·B A x; disable, scale, merge, unmerge",
+TEST_CASE("#15 LoRA on Linear and Conv2d: the base until B trains, then W x + b + s·B A x, disable, scale, merge, unmerge",
           "[adapters][lora]") {
   torch::manual_seed(1);
   const auto o = dm::BuildOptions().dtype(torch::kDouble);

@@ -246,7 +246,7 @@ TEST_CASE("#15 shared base: one copy of the base, the assistant is the teacher a
   CHECK_FALSE(torch::equal(assistant.eps(x, t, alpha, sigma, c), eps_teacher0));
 }
 
-TEST_CASE("#15 trainable-only: a LoRA generator trains its adapters alone, checkpoints small and resumes exactly; sharing is refused",
+TEST_CASE("#15 trainable-only: a LoRA generator trains its adapters alone, checkpoints small and resumes exactly, sharing is refused",
           "[adapters][shared_base][trainer]") {
   namespace sb = shared_base_tests;
   namespace di = diffinstruct;

@@ -72,7 +72,7 @@ using test_util::relative_difference;  // ‖a − b‖ / ‖b‖: a gradient's 
 
 }  // namespace
 
-TEST_CASE("UNet per-block checkpointing: parameter, input and context gradients equal the plain pass; fewer bytes kept",
+TEST_CASE("UNet per-block checkpointing: parameter, input and context gradients equal the plain pass, fewer bytes kept",
           "[memory][checkpoint][unet]") {
   torch::manual_seed(3);
   dm::UNet2DConditionModel unet(tiny_config());

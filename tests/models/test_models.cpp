@@ -370,7 +370,7 @@ TEST_CASE("a config.json asking for a model its weights do not hold is refused b
   CHECK(counter.peak_bytes() < (1 << 20));
 }
 
-TEST_CASE("CLIP text encoders of SD1.5 and SDXL from their published configs have their published parameter counts; names are transformers'",
+TEST_CASE("CLIP text encoders of SD1.5 and SDXL from their published configs have their published parameter counts, names are transformers'",
           "[models][clip]") {
   const auto meta = dm::BuildOptions().device(torch::kMeta).init(dm::Init::kEmpty);
   dm::ClipTextModel sd15(dm::ClipTextConfig::from_file(source_dir() + "/configs/sd15_text_encoder.json"), meta);

@@ -241,7 +241,7 @@ TEST_CASE("text2image: the CLIP reward is exp(logit_scale) cos(image, text) thro
                     Catch::Contains("must have a projection"));
 }
 
-TEST_CASE("text2image: DI* trains a tiny text-conditioned UNet with the CLIP reward from string prompts; the reward rises",
+TEST_CASE("text2image: DI* trains a tiny text-conditioned UNet with the CLIP reward from string prompts, the reward rises",
           "[text2image][trainer]") {
   torch::manual_seed(3);
   const auto dir = fs::path(DIFFINSTRUCT_TEST_TMPDIR) / "text2image";

@@ -101,7 +101,7 @@ TEST_CASE("#12 a checkpoint writer killed with SIGKILL at random moments always 
   CHECK(stale_found > 0);  // the kills did land in the middle of writes
 }
 
-TEST_CASE("#13 #18 every flipped bit and every truncation is an error naming the file; the trainer is left untouched",
+TEST_CASE("#13 #18 every flipped bit and every truncation is an error naming the file, the trainer is left untouched",
           "[checkpoint][hardening][corrupt]") {
   auto trainer = tiny::make(2);
   trainer->fit(2);
@@ -299,7 +299,7 @@ TEST_CASE("#15 loading streams: CPU tensor memory grows by at most one tensor, n
   CHECK(trainer->step_count() == 1);
 }
 
-TEST_CASE("#16 the run definition is saved; a resume refuses, applies or reports differences by option", "[checkpoint][hardening][resume]") {
+TEST_CASE("#16 the run definition is saved, a resume refuses, applies or reports differences by option", "[checkpoint][hardening][resume]") {
   auto trainer = tiny::make(4, di::DiStarTrainerOptions().batch_size(16).generator_adam(di::AdamSettings(2e-4)));
   trainer->fit(2);
   // An LR schedule changed the live learning rate: a resume restores it.
@@ -345,7 +345,7 @@ TEST_CASE("#16 the run definition is saved; a resume refuses, applies or reports
   CHECK(def.at("optimizer.generator") == "adam");
 }
 
-TEST_CASE("#12 keep_checkpoints keeps older versions; stale temporaries of dead writers are removed", "[checkpoint][hardening][rotation]") {
+TEST_CASE("#12 keep_checkpoints keeps older versions, stale temporaries of dead writers are removed", "[checkpoint][hardening][rotation]") {
   const auto path = scratch("kept.ckpt");
   for (const auto& e : fs::directory_iterator(path.parent_path())) {
     if (e.path().filename().string().rfind("kept.ckpt", 0) == 0) fs::remove(e.path());

@@ -52,7 +52,7 @@ bool all_finite(const std::vector<torch::Tensor>& ts) {
 
 }  // namespace
 
-TEST_CASE("#1 frozen teacher and reward run in eval mode; batch-norm statistics never drift; modes are restored",
+TEST_CASE("#1 frozen teacher and reward run in eval mode, batch-norm statistics never drift, modes are restored",
           "[trainer][hardening][eval-mode]") {
   torch::manual_seed(0);
   Net teacher(3, 2, /*batch_norm=*/true, /*dropout=*/0.3);
@@ -439,7 +439,7 @@ TEST_CASE("#10 an optimizer step that would make weights non-finite is refused a
                                   Catch::Contains("resume from the last checkpoint"));
 }
 
-TEST_CASE("#10 decoupled weight decay builds AdamW; coupled, Adam", "[trainer][hardening][weights]") {
+TEST_CASE("#10 decoupled weight decay builds AdamW, coupled, Adam", "[trainer][hardening][weights]") {
   torch::manual_seed(0);
   Trainer w(di::Generator<Net>(Net(2, 2)), di::Denoiser<Net>(Net(3, 2)), di::Denoiser<Net>(Net(3, 2)), policies(), {}, {2},
             di::DiStarTrainerOptions().batch_size(8).generator_adam(di::AdamSettings(1e-3).weight_decay(0.01)));

@@ -31,7 +31,7 @@ class CountingCollectives : public di::Collectives {
 
 }  // namespace
 
-TEST_CASE("n micro-batches of B/n give the same update as one batch of B (1, 2, 4, 8 micro-batches; with checkpointing)",
+TEST_CASE("n micro-batches of B/n give the same update as one batch of B (1, 2, 4, 8 micro-batches, with checkpointing)",
           "[trainer][micro-batches]") {
   const auto base = di::DiStarTrainerOptions().batch_size(32).assistant_steps(2).alpha_rew(0.2).seed(9);
   auto one = tiny::make(4, base, 48);

@@ -296,7 +296,7 @@ void run_frozen_check(Divergence div, Guidance guid, bool expect_grad_mode) {
 }
 }  // namespace
 
-TEST_CASE("frozen teacher and reward are never updated and receive no gradient; CFG batches one teacher pass",
+TEST_CASE("frozen teacher and reward are never updated and receive no gradient, CFG batches one teacher pass",
           "[trainer][frozen]") {
   run_frozen_check(di::PseudoHuberScore(1.0), di::CfgInside(di::AlphaCfg(2.0)), /*expect_grad_mode=*/true);
   run_frozen_check(di::KL(), di::CfgOutside(di::AlphaCfg(2.0)), /*expect_grad_mode=*/false);  // KL builds no graph through the networks
