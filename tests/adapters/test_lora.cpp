@@ -2,6 +2,7 @@
 // an adapted model equal to its base at start, enable / disable / scale, merge and unmerge, only the
 // adapters differentiated, files in diffusers' format and refusals of bad ones. The round trip with
 // diffusers and peft is tests/adapters/run_lora_parity.sh.
+#include "../models/tiny_unet.hpp"
 #include "../tensor_compare.hpp"
 
 #include <diffinstruct/adapters/lora.hpp>
@@ -28,12 +29,7 @@ struct OneLayerImpl : torch::nn::Module {
 };
 TORCH_MODULE(OneLayer);
 
-dm::UNet2DConditionConfig unet_config() {
-  return dm::UNet2DConditionConfig::from_json(
-      R"({"_class_name": "UNet2DConditionModel", "block_out_channels": [16, 32], "layers_per_block": 1,
-          "cross_attention_dim": 12, "attention_head_dim": 4, "norm_num_groups": 8,
-          "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"]})");
-}
+using test_models::tiny_unet_config;
 
 struct UNetInputs {
   torch::Tensor x = torch::randn({2, 4, 8, 8}), t = torch::tensor({10.0, 700.0});
@@ -45,16 +41,7 @@ torch::Tensor run(dm::UNet2DConditionModel& unet, const UNetInputs& in) {
   return unet->forward(in.x, in.t, in.c);
 }
 
-// A UNet with the same base weights as `src`.
-dm::UNet2DConditionModel copy_of(const dm::UNet2DConditionModel& src) {
-  dm::UNet2DConditionModel out(unet_config());
-  torch::NoGradGuard no_grad;
-  auto dst = out->named_parameters();
-  for (const auto& p : src->named_parameters()) {
-    if (auto* d = dst.find(p.key())) d->copy_(p.value());
-  }
-  return out;
-}
+dm::UNet2DConditionModel copy_of(const dm::UNet2DConditionModel& src) { return test_models::copy_of_tiny_unet(src); }
 
 void randomize_b(const da::Lora& lora, double std = 0.1) {
   torch::NoGradGuard no_grad;
@@ -158,7 +145,7 @@ TEST_CASE("#15 LoRA on Linear and Conv2d: the base until B trains, then W x + b 
 TEST_CASE("#15 LoRA on the UNet: peft's target matching, a frozen base, gradients for the adapters only, clear refusals",
           "[adapters][lora]") {
   torch::manual_seed(2);
-  dm::UNet2DConditionModel unet(unet_config());
+  dm::UNet2DConditionModel unet(tiny_unet_config());
   const UNetInputs in;
   const auto base = run(unet, in);
   const auto base_params = unet->parameters();
@@ -204,7 +191,7 @@ TEST_CASE("#15 LoRA on the UNet: peft's target matching, a frozen base, gradient
   CHECK(lora.enabled());
 
   auto ContainsSubstring = [](const std::string& s) { return Catch::Contains(s); };
-  dm::UNet2DConditionModel other(unet_config());
+  dm::UNet2DConditionModel other(tiny_unet_config());
   CHECK_THROWS_WITH(da::add_lora(*other, da::LoraOptions().target_modules({"to_q", "nope"})), ContainsSubstring("target 'nope' matches no module"));
   CHECK_THROWS_WITH(da::add_lora(*other, da::LoraOptions().target_modules({"norm1"})), ContainsSubstring("LoRA adapts diffinstruct::models Linear and Conv2d"));
   CHECK(da::find_lora(*other).empty());  // refused before anything changed
@@ -224,7 +211,7 @@ TEST_CASE("#15 LoRA files: diffusers' names and metadata, an exact round trip, r
           "[adapters][lora][io]") {
   auto ContainsSubstring = [](const std::string& s) { return Catch::Contains(s); };
   torch::manual_seed(3);
-  dm::UNet2DConditionModel unet(unet_config());
+  dm::UNet2DConditionModel unet(tiny_unet_config());
   const UNetInputs in;
   auto lora = da::add_lora(*unet, da::LoraOptions().rank(4).alpha(2).target_modules({"to_q", "to_k", "to_v", "to_out.0", "proj_in", "conv1"}));
   randomize_b(lora);
@@ -335,7 +322,7 @@ TEST_CASE("[cuda] LoRA adapters live on the base layer's device and follow its d
     return;
   }
   torch::manual_seed(4);
-  dm::UNet2DConditionModel unet(unet_config());
+  dm::UNet2DConditionModel unet(tiny_unet_config());
   unet->to(torch::kCUDA);
   auto lora = da::add_lora(*unet, da::LoraOptions().rank(4).alpha(4));
   for (const auto& p : lora.parameters()) {

@@ -9,6 +9,7 @@
 #include <diffinstruct/memory/counting_allocator.hpp>
 #include <diffinstruct/models/unet2d_condition.hpp>
 #include "../models/one_step_unet.hpp"
+#include "../models/tiny_unet.hpp"
 #include "../tensor_compare.hpp"
 
 #include <catch2/catch.hpp>
@@ -23,22 +24,8 @@ namespace di = diffinstruct;
 namespace da = diffinstruct::adapters;
 namespace dm = diffinstruct::models;
 
-dm::UNet2DConditionConfig config() {
-  return dm::UNet2DConditionConfig::from_json(
-      R"({"_class_name": "UNet2DConditionModel", "block_out_channels": [16, 32], "layers_per_block": 1,
-          "cross_attention_dim": 12, "attention_head_dim": 4, "norm_num_groups": 8,
-          "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"]})");
-}
-
-dm::UNet2DConditionModel copy_of(const dm::UNet2DConditionModel& src) {
-  dm::UNet2DConditionModel out(config());
-  torch::NoGradGuard no_grad;
-  auto dst = out->named_parameters();
-  for (const auto& p : src->named_parameters()) {
-    if (auto* d = dst.find(p.key())) d->copy_(p.value());
-  }
-  return out;
-}
+dm::UNet2DConditionConfig config() { return test_models::tiny_unet_config(); }
+dm::UNet2DConditionModel copy_of(const dm::UNet2DConditionModel& src) { return test_models::copy_of_tiny_unet(src); }
 
 // A LoRA on `unet` whose A and B are `values`' (or random B when values is empty).
 da::Lora lora_on(dm::UNet2DConditionModel& unet, const std::vector<torch::Tensor>& values = {}, bool random_b = true) {
@@ -167,21 +154,22 @@ void check_shared_equals_separate(const char* name) {
 
 }  // namespace shared_base_tests
 
+namespace sb = shared_base_tests;
+namespace di = diffinstruct;
+namespace da = diffinstruct::adapters;
+namespace dm = diffinstruct::models;
+
 TEST_CASE("#15 shared base: a DI* step with the LoRA assistant on the teacher's base equals separate copies, CFG inside",
           "[adapters][shared_base][trainer]") {
-  shared_base_tests::check_shared_equals_separate<diffinstruct::CfgInside>("CFG inside");
+  sb::check_shared_equals_separate<di::CfgInside>("CFG inside");
 }
 
 TEST_CASE("#15 shared base: the same under CFG outside", "[adapters][shared_base][trainer]") {
-  shared_base_tests::check_shared_equals_separate<diffinstruct::CfgOutside>("CFG outside");
+  sb::check_shared_equals_separate<di::CfgOutside>("CFG outside");
 }
 
 TEST_CASE("#15 shared base: one copy of the base, the assistant is the teacher at step 0, the teacher never changes",
           "[adapters][shared_base][trainer][memory]") {
-  namespace sb = shared_base_tests;
-  namespace di = diffinstruct;
-  namespace da = diffinstruct::adapters;
-  namespace dm = diffinstruct::models;
   torch::manual_seed(3);
   // Memory: the bytes a shared-base set-up allocates against separate copies (counting allocator).
   static auto& counter = *new di::CountingCpuAllocator();
@@ -248,10 +236,6 @@ TEST_CASE("#15 shared base: one copy of the base, the assistant is the teacher a
 
 TEST_CASE("#15 trainable-only: a LoRA generator trains its adapters alone, checkpoints small and resumes exactly, sharing is refused",
           "[adapters][shared_base][trainer]") {
-  namespace sb = shared_base_tests;
-  namespace di = diffinstruct;
-  namespace da = diffinstruct::adapters;
-  namespace dm = diffinstruct::models;
   auto build = [] {
     torch::manual_seed(3);
     dm::UNet2DConditionModel base(sb::config());

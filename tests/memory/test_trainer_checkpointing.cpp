@@ -6,6 +6,7 @@
 #include <diffinstruct/memory/counting_allocator.hpp>
 #include <diffinstruct/models/unet2d_condition.hpp>
 #include "../models/one_step_unet.hpp"
+#include "../models/tiny_unet.hpp"
 #include "../tensor_compare.hpp"
 
 #include <catch2/catch.hpp>
@@ -16,12 +17,7 @@ namespace dm = diffinstruct::models;
 
 namespace {
 
-dm::UNet2DConditionConfig tiny_config() {
-  return dm::UNet2DConditionConfig::from_json(
-      R"({"_class_name": "UNet2DConditionModel", "block_out_channels": [16, 32], "layers_per_block": 1,
-          "cross_attention_dim": 12, "attention_head_dim": 4, "norm_num_groups": 8,
-          "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"]})");
-}
+dm::UNet2DConditionConfig tiny_config() { return test_models::tiny_unet_config(); }
 
 struct UNetGrads {
   std::vector<torch::Tensor> params;

@@ -129,14 +129,16 @@ class LoraLayer final : public models::LayerAdapter {
   void merge() {
     TORCH_CHECK(!merged_, "diffinstruct::adapters::LoraLayer::merge: already merged");
     torch::NoGradGuard no_grad;
-    base_weight_.copy_((base_weight_.to(delta_weight().scalar_type()) + delta_weight()).to(base_weight_.scalar_type()));
+    const auto delta = delta_weight();
+    base_weight_.copy_((base_weight_.to(delta.scalar_type()) + delta).to(base_weight_.scalar_type()));
     merged_ = true;
   }
   /// Subtracts what merge() added (the base comes back up to the base dtype's round-off).
   void unmerge() {
     TORCH_CHECK(merged_, "diffinstruct::adapters::LoraLayer::unmerge: not merged");
     torch::NoGradGuard no_grad;
-    base_weight_.copy_((base_weight_.to(delta_weight().scalar_type()) - delta_weight()).to(base_weight_.scalar_type()));
+    const auto delta = delta_weight();
+    base_weight_.copy_((base_weight_.to(delta.scalar_type()) - delta).to(base_weight_.scalar_type()));
     merged_ = false;
   }
 

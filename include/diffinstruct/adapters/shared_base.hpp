@@ -53,7 +53,7 @@ class SharedBaseTeacher {
 
   template <class... Args>
   torch::Tensor operator()(const Args&... args) const {
-    detail_eval_scope eval({ModuleRef::of(module_)});
+    diffinstruct::detail::EvalModeScope eval({ModuleRef::of(module_)});
     LoraDisabledScope off(lora_);
     return module_->forward(args...);
   }
@@ -64,7 +64,6 @@ class SharedBaseTeacher {
   const Lora& lora() const { return lora_; }
 
  private:
-  using detail_eval_scope = diffinstruct::detail::EvalModeScope;
   mutable Module module_;  // the pass runs the shared module
   Lora lora_;
   std::vector<std::pair<std::string, torch::Tensor>> base_;
