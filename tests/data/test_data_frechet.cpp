@@ -7,7 +7,9 @@
 #include <diffinstruct/util/image_grid_png.hpp>
 
 #include <catch2/catch.hpp>
+#include <stb/stb_image.h>
 
+#include <array>
 #include <filesystem>
 #include <fstream>
 
@@ -242,6 +244,44 @@ TEST_CASE("image grids are PNG files sized by rows, columns and zoom", "[util][p
   const auto be32 = [&](int o) { return (head[o] << 24) | (head[o + 1] << 16) | (head[o + 2] << 8) | head[o + 3]; };
   CHECK(be32(16) == 40 + 4 * (16 * 2 + 2) + 2);  // width: labels + 4 cells + final gap
   CHECK(be32(20) == 2 + 3 * (16 * 2 + 2) + 2);   // height: top gap + 3 cells + final gap
-  CHECK_THROWS_WITH(di::write_image_grid_png(path.string(), torch::rand({3, 4, 16, 16}), {}), Catch::Contains("expected images [rows, cols, 1, H, W]"));
+  CHECK_THROWS_WITH(di::write_image_grid_png(path.string(), torch::rand({3, 4, 16, 16}), {}),
+                    Catch::Contains("expected images [rows, cols, C, H, W] with C = 1 or 3"));
+  CHECK_THROWS_WITH(di::write_image_grid_png(path.string(), torch::rand({3, 4, 2, 16, 16}), {}), Catch::Contains("with C = 1 or 3, got [3, 4, 2, 16, 16]"));
   CHECK_THROWS_WITH(di::write_image_grid_png(path.string(), torch::rand({3, 4, 1, 16, 16}), {"a"}), Catch::Contains("1 labels for 3 rows"));
+}
+
+TEST_CASE("image grids draw RGB images in their colours, with captions above the rows", "[util][png]") {
+  const auto path = scratch("grid_rgb.png");
+  // Two rows of two 4x4 images: row 0 red then green, row 1 blue then white (values in [-1, 1]).
+  auto images = -torch::ones({2, 2, 3, 4, 4});
+  images[0][0][0] = 1;
+  images[0][1][1] = 1;
+  images[1][0][2] = 1;
+  images[1][1] = 1;
+  const std::string long_prompt(400, 'x');
+  di::write_image_grid_png(path.string(), images, {"a red square", long_prompt}, di::ImageGridOptions().zoom(3).labels_above(true));
+  int w = 0, h = 0, ch = 0;
+  unsigned char* img = stbi_load(path.string().c_str(), &w, &h, &ch, 3);
+  REQUIRE(img != nullptr);
+  const int cell_w = 4 * 3 + 2, cell_h = 4 * 3 + 2 + 12;  // image, gap, caption line
+  CHECK(w == 2 * cell_w + 2);                                // no label column: the captions are above
+  CHECK(h == 2 + 2 * cell_h + 2);
+  auto pixel = [&](int x, int y) {
+    const unsigned char* p = img + 3 * (y * w + x);
+    return std::array<int, 3>{p[0], p[1], p[2]};
+  };
+  auto centre = [&](int r, int c) { return pixel(c * cell_w + 2 + 6, 2 + r * cell_h + 12 + 2 + 6); };
+  CHECK(centre(0, 0) == std::array<int, 3>{255, 0, 0});
+  CHECK(centre(0, 1) == std::array<int, 3>{0, 255, 0});
+  CHECK(centre(1, 0) == std::array<int, 3>{0, 0, 255});
+  CHECK(centre(1, 1) == std::array<int, 3>{255, 255, 255});
+  // The caption band above row 0 has dark text pixels; nothing was drawn past the grid's width.
+  int dark = 0;
+  for (int y = 2; y < 2 + 12; ++y)
+    for (int x = 0; x < w; ++x) dark += pixel(x, y)[0] < 100;
+  CHECK(dark > 0);
+  stbi_image_free(img);
+  CHECK(di::detail::fit_caption(long_prompt, 60).size() < 20);
+  CHECK(di::detail::fit_caption(long_prompt, 60).substr(di::detail::fit_caption(long_prompt, 60).size() - 3) == "...");
+  CHECK(di::detail::fit_caption("short", 600) == "short");
 }

@@ -174,9 +174,30 @@ TEST_CASE("text: hostile tokenizer files are refused by name", "[text][hostile]"
 
   // Folders: what is missing is named; the config's special tokens and length are used.
   const auto dir = scratch("folder");
-  refuses([&] { dt::ClipTokenizer::from_folder(dir.string()); }, "expected vocab.json and merges.txt in it");
+  refuses([&] { dt::ClipTokenizer::from_folder(dir.string()); }, "expected vocab.json and merges.txt, or tokenizer.json, in it");
+  // tokenizer.json alone (what transformers 5 writes): its BPE model's vocab and merges, the merges
+  // as pairs or as "a b" strings, give the same ids as vocab.json + merges.txt.
   write(dir / "tokenizer.json", "{}");
-  refuses([&] { dt::ClipTokenizer::from_folder(dir.string()); }, "only tokenizer.json is not supported");
+  refuses([&] { dt::ClipTokenizer::from_folder(dir.string()); }, "has no \"model\" object");
+  auto fast_json = [&](const std::string& type, const std::string& suffix, bool pairs) {
+    std::string merges = pairs ? R"([["c", "a"], ["ca", "t</w>"], ["d", "o"], ["do", "g</w>"], ["a", "a"]])"
+                               : R"(["c a", "ca t</w>", "d o", "do g</w>", "a a"])";
+    return R"({"version": "1.0", "added_tokens": [], "model": {"type": ")" + type + R"(", "end_of_word_suffix": ")" + suffix +
+           R"(", "vocab": )" + vocab + R"(, "merges": )" + merges + "}}";
+  };
+  const std::vector<std::string> probe = {"a cat and a dog", "caaat", "dogcat!"};
+  for (const bool pairs : {true, false}) {
+    write(dir / "tokenizer.json", fast_json("BPE", "</w>", pairs));
+    const auto fast = dt::ClipTokenizer::from_folder(dir.string());
+    CHECK(fast.batch(probe).equal(tiny_tokenizer().batch(probe)));
+  }
+  write(dir / "tokenizer.json", fast_json("Unigram", "</w>", true));
+  refuses([&] { dt::ClipTokenizer::from_folder(dir.string()); }, "expected a BPE model (CLIP's), got \"Unigram\"");
+  write(dir / "tokenizer.json", fast_json("BPE", "", true));
+  refuses([&] { dt::ClipTokenizer::from_folder(dir.string()); }, "this is another tokenizer");
+  write(dir / "tokenizer.json", R"({"model": {"type": "BPE", "end_of_word_suffix": "</w>", "vocab": )" + vocab + R"(, "merges": [["c a", "t"]]}})");
+  refuses([&] { dt::ClipTokenizer::from_folder(dir.string()); }, "the merge token \"c a\" is empty or holds white space");
+  write(dir / "tokenizer.json", "{}");  // vocab.json + merges.txt win over tokenizer.json
   write(dir / "vocab.json", vocab);
   write(dir / "merges.txt", kMerges);
   write(dir / "tokenizer_config.json",

@@ -10,7 +10,10 @@
 #include <diffinstruct/models/autoencoder_kl.hpp>
 #include <diffinstruct/models/clip_model.hpp>
 #include <diffinstruct/text/prompt_file.hpp>
+#include <diffinstruct/models/scheduler_config.hpp>
 #include <diffinstruct/text2image/clip_reward.hpp>
+#include <diffinstruct/text2image/one_step_unet.hpp>
+#include <diffinstruct/text2image/pipeline_folder.hpp>
 #include <diffinstruct/text2image/prompt_source.hpp>
 
 #include <catch2/catch.hpp>
@@ -343,4 +346,106 @@ TEST_CASE("[cuda] prompts encode onto the GPU and the CLIP reward there matches 
     CHECK(x.grad().defined());
     CHECK(torch::isfinite(x.grad()).all().item<bool>());
   }
+}
+
+TEST_CASE("text2image: a scheduler_config.json gives the beta table and the prediction type, and refuses what is not implemented",
+          "[text2image][io]") {
+  // SD 1.5's scheduler config, as the Hub has it (PNDM; the sampler's keys are ignored).
+  const auto sd15 = dm::parse_scheduler_config(
+      R"({"_class_name": "PNDMScheduler", "_diffusers_version": "0.6.0", "beta_end": 0.012, "beta_schedule": "scaled_linear",
+          "beta_start": 0.00085, "num_train_timesteps": 1000, "set_alpha_to_one": false, "skip_prk_steps": true, "steps_offset": 1,
+          "trained_betas": null, "clip_sample": false})",
+      "sd15");
+  CHECK(sd15.class_name == "PNDMScheduler");
+  CHECK(sd15.prediction == dm::Prediction::kEpsilon);
+  CHECK(sd15.options.beta_schedule() == di::BetaSchedule::kScaledLinear);
+  CHECK(sd15.options.num_train_timesteps() == 1000);
+  CHECK(sd15.options.generator_range().lo == 20);
+  CHECK(sd15.options.generator_range().hi == 980);
+  {  // the same table as the library's SD default, to the bit
+    di::DiscreteVPSchedule a(sd15.options), b(di::DiscreteVPOptions::scaled_linear());
+    const auto t = torch::arange(0, 1000, torch::kDouble);
+    CHECK(a.alpha(t).equal(b.alpha(t)));
+  }
+  const auto sd2 = dm::parse_scheduler_config(
+      R"({"_class_name": "EulerDiscreteScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
+          "prediction_type": "v_prediction", "timestep_spacing": "trailing", "rescale_betas_zero_snr": false})",
+      "sd2");
+  CHECK(sd2.prediction == dm::Prediction::kV);
+  // Missing keys take diffusers' defaults: DDPM's linear table, epsilon.
+  const auto ddpm = dm::parse_scheduler_config(R"({"num_train_timesteps": 500})", "ddpm");
+  CHECK(ddpm.options.beta_schedule() == di::BetaSchedule::kLinear);
+  CHECK(ddpm.options.beta_start() == 1e-4);
+  CHECK(ddpm.options.beta_end() == 0.02);
+  CHECK(ddpm.options.assistant_range().hi == 499);
+  CHECK(ddpm.options.generator_range().hi == Approx(490));
+  CHECK(ddpm.prediction == dm::Prediction::kEpsilon);
+  auto refuses = [](const std::string& json, const std::string& message) {
+    CHECK_THROWS_WITH(dm::parse_scheduler_config(json, "the config"), Catch::Contains(message));
+  };
+  refuses(R"({"beta_schedule": "squaredcos_cap_v2"})", "beta_schedule 'squaredcos_cap_v2' is not implemented");
+  refuses(R"({"trained_betas": [0.1, 0.2]})", "trained_betas (an explicit beta table) is not implemented");
+  refuses(R"({"rescale_betas_zero_snr": true})", "rescale_betas_zero_snr = true");
+  refuses(R"({"prediction_type": "flow"})", "unknown prediction_type 'flow'");
+  refuses(R"({"beta_start": "0.1"})", "'beta_start' must be a number, got a string");
+  refuses(R"({"num_train_timesteps": 1e12})", "num_train_timesteps must be an integer in [2, 100000]");
+  refuses(R"({"num_train_timesteps": 10.5})", "num_train_timesteps must be an integer in [2, 100000]");
+  refuses(R"({"beta_start": 0.5, "beta_end": 0.1})", "beta_start <= beta_end");
+  refuses("[1]", "is not a JSON object");
+  CHECK_THROWS_WITH(dm::read_scheduler_config("/nonexistent/scheduler_config.json"), Catch::Contains("/nonexistent/scheduler_config.json"));
+}
+
+TEST_CASE("text2image: a OneStepUNet turns the UNet's epsilon, v or x0 at t* into x0, and its UNet is the submodule unet",
+          "[text2image]") {
+  torch::manual_seed(5);
+  const auto config = dm::UNet2DConditionConfig::from_json(tiny_unet_json());
+  dm::UNet2DConditionModel unet(config);
+  unet->eval();
+  di::DiscreteVPSchedule schedule;
+  const auto z = torch::randn({2, 4, 8, 8});
+  dm::TextCondition c(torch::randn({2, 5, 12}));
+  torch::NoGradGuard ng;
+  const auto out = unet->forward(z, torch::full({2}, 399, torch::kLong), c);
+  const double a = schedule.alpha(torch::full({1}, 399.0, torch::kDouble)).item<double>();
+  const double s = schedule.sigma(torch::full({1}, 399.0, torch::kDouble)).item<double>();
+  for (const auto p : {dm::Prediction::kEpsilon, dm::Prediction::kV, dm::Prediction::kSample}) {
+    t2i::OneStepUNet gen(unet, schedule, t2i::OneStepUNetOptions().timestep(399).prediction(p));
+    CHECK(gen->alpha() == Approx(a).epsilon(1e-12));
+    const auto x0 = gen->forward(z, c);
+    const auto expected = p == dm::Prediction::kEpsilon ? (z - s * out) / a : p == dm::Prediction::kV ? a * z - s * out : out;
+    INFO(dm::prediction_name(p));
+    CHECK(torch::allclose(x0, expected, 1e-5, 1e-5));
+  }
+  t2i::OneStepUNet gen(unet, schedule);
+  CHECK(gen->named_parameters().contains("unet.conv_in.weight"));
+  CHECK(gen->describe() == "one-step UNet (t* = 999, epsilon)");
+  CHECK_THROWS_WITH(t2i::OneStepUNet(unet, schedule, t2i::OneStepUNetOptions().timestep(1000)), Catch::Contains("expected a timestep in [0, 999]"));
+  CHECK_THROWS_WITH(gen->forward(torch::randn({2, 4, 8}), c), Catch::Contains("expected z [B, C, H, W]"));
+}
+
+TEST_CASE("text2image: a PipelineFolder names every part a pipeline folder lacks, and tells SDXL from SD", "[text2image][io]") {
+  const auto dir = fs::path(DIFFINSTRUCT_TEST_TMPDIR) / "pipeline_folder";
+  fs::remove_all(dir);
+  CHECK_THROWS_WITH(t2i::PipelineFolder::open(dir.string()), Catch::Contains("is not a folder"));
+  fs::create_directories(dir / "unet");
+  std::ofstream(dir / "unet" / "config.json") << "{}";
+  CHECK_THROWS_WITH(t2i::PipelineFolder::open(dir.string()),
+                    Catch::Contains("lacks vae/config.json, text_encoder/config.json, tokenizer/vocab.json or tokenizer.json, "
+                                    "scheduler/scheduler_config.json"));
+  for (const char* part : {"vae", "text_encoder", "tokenizer", "scheduler"}) fs::create_directories(dir / part);
+  for (const char* file : {"vae/config.json", "text_encoder/config.json", "tokenizer/tokenizer.json"}) std::ofstream(dir / file) << "{}";
+  std::ofstream(dir / "scheduler" / "scheduler_config.json") << R"({"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
+                                                                     "prediction_type": "v_prediction"})";
+  const auto sd = t2i::PipelineFolder::open(dir.string());
+  CHECK_FALSE(sd.is_sdxl());
+  CHECK(sd.scheduler().prediction == dm::Prediction::kV);
+  CHECK_FALSE(sd.prompt_options(512, 512).time_ids().defined());
+  fs::create_directories(dir / "text_encoder_2");
+  CHECK_THROWS_WITH(t2i::PipelineFolder::open(dir.string()), Catch::Contains("lacks text_encoder_2/config.json, tokenizer_2/vocab.json or tokenizer.json"));
+  fs::create_directories(dir / "tokenizer_2");
+  std::ofstream(dir / "text_encoder_2" / "config.json") << "{}";
+  std::ofstream(dir / "tokenizer_2" / "tokenizer.json") << "{}";
+  const auto xl = t2i::PipelineFolder::open(dir.string());
+  CHECK(xl.is_sdxl());
+  CHECK(xl.prompt_options(768, 1024).time_ids().equal(torch::tensor({768.f, 1024.f, 0.f, 0.f, 768.f, 1024.f})));
 }

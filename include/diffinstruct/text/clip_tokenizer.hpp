@@ -57,10 +57,14 @@ class ClipTokenizer {
   /// From the texts of vocab.json and merges.txt; `what` names them in errors.
   ClipTokenizer(const std::string& vocab_json, const std::string& merges_txt, ClipSpecialTokens special = {},
                 const std::string& what = "the CLIP tokenizer")
+      : ClipTokenizer(io::parse_json(vocab_json, what + "'s vocab.json", /*max_depth=*/4), merges_txt, std::move(special), what) {}
+
+  /// From a parsed vocabulary (an object of token -> id) and the text of merges.txt.
+  ClipTokenizer(const io::JsonValue& vocab, const std::string& merges_txt, ClipSpecialTokens special, const std::string& what)
       : special_(std::move(special)) {
     TORCH_CHECK(special_.max_length >= 2 && special_.max_length <= (int64_t{1} << 20), "diffinstruct::text: ", what,
                 ": max_length must be in [2, 2^20] (room for <|startoftext|> and <|endoftext|>), got ", special_.max_length);
-    read_vocab(vocab_json, what);
+    read_vocab(vocab, what);
     read_merges(merges_txt, what);
     bos_id_ = special_id(special_.bos, "bos_token", what);
     eos_id_ = special_id(special_.eos, "eos_token", what);
@@ -78,16 +82,15 @@ class ClipTokenizer {
     }
   }
 
-  /// A transformers tokenizer folder: vocab.json and merges.txt, and the special tokens and
-  /// model_max_length of tokenizer_config.json (or special_tokens_map.json) where present.
+  /// A transformers tokenizer folder: vocab.json and merges.txt (what the Hub's SD, SDXL and CLIP
+  /// folders hold) or, where they are absent, tokenizer.json (all transformers 5 writes), and the
+  /// special tokens and model_max_length of tokenizer_config.json (or special_tokens_map.json) where present.
   static ClipTokenizer from_folder(const std::string& dir) {
     namespace fs = std::filesystem;
-    const std::string vocab = dir + "/vocab.json", merges = dir + "/merges.txt";
-    TORCH_CHECK(fs::is_regular_file(vocab) && fs::is_regular_file(merges), "diffinstruct::text: '", dir,
-                "' is not a CLIP tokenizer folder: expected vocab.json and merges.txt in it",
-                fs::exists(dir + "/tokenizer.json") ? " (a folder with only tokenizer.json is not supported; "
-                                                      "save it with transformers' save_pretrained(legacy_format=True))"
-                                                    : "");
+    const std::string vocab = dir + "/vocab.json", merges = dir + "/merges.txt", fast = dir + "/tokenizer.json";
+    const bool files = fs::is_regular_file(vocab) && fs::is_regular_file(merges);
+    TORCH_CHECK(files || fs::is_regular_file(fast), "diffinstruct::text: '", dir,
+                "' is not a CLIP tokenizer folder: expected vocab.json and merges.txt, or tokenizer.json, in it");
     ClipSpecialTokens special;
     // special_tokens_map.json first: what tokenizer_config.json says wins.
     for (const char* name : {"special_tokens_map.json", "tokenizer_config.json"}) {
@@ -95,8 +98,46 @@ class ClipTokenizer {
       if (fs::is_regular_file(path))
         read_special_tokens(io::read_small_file(path, uint64_t{16} << 20, "a tokenizer config"), "'" + path + "'", special);
     }
+    if (!files) return from_tokenizer_json(io::read_small_file(fast, kMaxVocabBytes + kMaxMergesBytes, "a tokenizer.json"), special, "'" + fast + "'");
     return ClipTokenizer(io::read_small_file(vocab, kMaxVocabBytes, "a CLIP vocab.json"),
                          io::read_small_file(merges, kMaxMergesBytes, "a CLIP merges.txt"), special, "'" + dir + "'");
+  }
+
+  /// From the text of a Hugging Face tokenizers `tokenizer.json` of a CLIP tokenizer: its BPE
+  /// model's vocab and merges (as [a, b] pairs or "a b" strings). Anything but a CLIP BPE (whose
+  /// words end in "</w>") is refused: its pipeline is not the one implemented here.
+  static ClipTokenizer from_tokenizer_json(const std::string& json, ClipSpecialTokens special = {}, const std::string& what = "tokenizer.json") {
+    const io::JsonValue root = io::parse_json(json, what, /*max_depth=*/16);
+    TORCH_CHECK(root.is_object(), "diffinstruct::text: ", what, " is not a JSON object");
+    const io::JsonValue* model = root.find("model");
+    TORCH_CHECK(model != nullptr && model->is_object(), "diffinstruct::text: ", what, " has no \"model\" object");
+    const io::JsonValue* type = model->find("type");
+    TORCH_CHECK(type != nullptr && type->is_string() && type->string() == "BPE", "diffinstruct::text: ", what,
+                ": expected a BPE model (CLIP's), got ", type != nullptr && type->is_string() ? io::json_quote(type->string()) : std::string("none"));
+    const io::JsonValue* suffix = model->find("end_of_word_suffix");
+    TORCH_CHECK(suffix != nullptr && suffix->is_string() && suffix->string() == "</w>", "diffinstruct::text: ", what,
+                ": expected CLIP's BPE, whose words end in \"</w>\" (end_of_word_suffix); this is another tokenizer");
+    const io::JsonValue* vocab = model->find("vocab");
+    const io::JsonValue* merges = model->find("merges");
+    TORCH_CHECK(vocab != nullptr && merges != nullptr && merges->is_array(), "diffinstruct::text: ", what,
+                ": the BPE model needs \"vocab\" (an object) and \"merges\" (an array)");
+    std::string merges_txt;
+    for (const auto& m : merges->array()) {
+      std::string a, b;
+      if (m.is_string()) {
+        merges_txt += m.string() + "\n";  // "a b": read_merges checks its shape
+        continue;
+      }
+      TORCH_CHECK(m.is_array() && m.array().size() == 2 && m.array()[0].is_string() && m.array()[1].is_string(), "diffinstruct::text: ", what,
+                  ": a merge must be a pair of strings or \"a b\", got ", io::JsonValue::kind_name(m.kind()));
+      a = m.array()[0].string();
+      b = m.array()[1].string();
+      for (const std::string* t : {&a, &b})
+        TORCH_CHECK(!t->empty() && t->find_first_of(" \n\r") == std::string::npos, "diffinstruct::text: ", what, ": the merge token ",
+                    io::json_quote(*t), " is empty or holds white space, which no CLIP token does");
+      merges_txt += a + " " + b + "\n";
+    }
+    return ClipTokenizer(*vocab, merges_txt, std::move(special), what);
   }
 
   /// The ids of one text: <|startoftext|>, its tokens, <|endoftext|>; neither truncated nor padded.
@@ -207,8 +248,7 @@ class ClipTokenizer {
     return 256 + shifted;
   }
 
-  void read_vocab(const std::string& json, const std::string& what) {
-    const io::JsonValue root = io::parse_json(json, what + "'s vocab.json", /*max_depth=*/4);
+  void read_vocab(const io::JsonValue& root, const std::string& what) {
     TORCH_CHECK(root.is_object(), "diffinstruct::text: ", what, "'s vocab.json must be an object of token -> id, got ",
                 io::JsonValue::kind_name(root.kind()));
     const auto& entries = root.object();

@@ -1,0 +1,457 @@
+// 05 — the end-to-end job: DI* post-training of a one-step text-to-image UNet from diffusers and
+// transformers folders, with no Python anywhere in the loop.
+//
+//   --teacher DIR    a diffusers pipeline folder (SD 1.x/2.x, SDXL; SD-Turbo, SDXL-Turbo): its UNet
+//                    is the frozen reference, its text encoders encode the prompts, its VAE decodes
+//                    the samples for the reward and the grids, its scheduler config gives the beta
+//                    table and what the UNet predicts
+//   --generator DIR  the one-step UNet to post-train (a diffusers UNet folder: SD-Turbo's, DMD2's);
+//                    default: the teacher's UNet, evaluated at --t-star
+//   --reward DIR     a transformers CLIPModel folder (CLIP, PickScore): the reward
+//                    r = exp(logit_scale) · cos(CLIP image(decode(x0)), CLIP text(prompt))
+//   --prompts FILE   one prompt a line (default: text_to_image/default_prompts.hpp)
+//
+// The assistant starts as the teacher: a full trained copy, or (--assistant-lora R) a LoRA on the
+// teacher's own weights, so that one copy of the base serves both (adapters/shared_base.hpp). The
+// generator is trained fully or (--generator-lora R) through a LoRA. Writes into --out:
+//   samples/step_NNNNNN.png    the fixed evaluation prompts × seeds, prompts as captions
+//   metrics.csv                per step: losses, the batch's reward; per evaluation: reward, CLIP
+//                              score and diversity on the fixed set
+//   checkpoints/trainer.safetensors   everything to resume exactly (--resume)
+//   generator/unet/            the trained UNet as a diffusers folder (full generator), or
+//   generator_lora/pytorch_lora_weights.safetensors   the generator's LoRA (diffusers' names)
+//   generator/one_step.json    t*, the prediction type and the scheduler: how to run it
+//   eval_samples.safetensors   the final generator's latents on the evaluation set, with their noise
+// Data parallel: start every rank with the same flags and --data-parallel under a launcher that
+// sets RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT (scripts/launch_local.sh); --batch is per rank.
+
+#include "text_to_image/default_prompts.hpp"
+#include "text_to_image/evaluation.hpp"
+
+#include <diffinstruct/adapters/lora_file.hpp>
+#include <diffinstruct/adapters/shared_base.hpp>
+#include <diffinstruct/di_star.hpp>
+#include <diffinstruct/io/module_state.hpp>
+#include <diffinstruct/io/safetensors.hpp>
+#include <diffinstruct/models/pretrained.hpp>
+#include <diffinstruct/text/prompt_file.hpp>
+#include <diffinstruct/text2image/clip_reward.hpp>
+#include <diffinstruct/text2image/one_step_unet.hpp>
+#include <diffinstruct/text2image/pipeline_folder.hpp>
+#include <diffinstruct/text2image/prompt_source.hpp>
+#if DIFFINSTRUCT_EXAMPLE_DATA_PARALLEL
+#include <diffinstruct/distributed/data_parallel.hpp>
+#endif
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+namespace di = diffinstruct;
+namespace da = diffinstruct::adapters;
+namespace dm = diffinstruct::models;
+namespace t2i = diffinstruct::text2image;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Args {
+  std::string teacher, generator, reward, reward_tokenizer, prompts, out = "out/text_to_image";
+  int64_t generator_lora = 0, assistant_lora = 0;
+  std::string lora_targets = "to_q,to_k,to_v,to_out.0";
+  std::string precision = "fp32", device = "cpu", generator_prediction;
+  bool gradient_checkpointing = false, resume = false, data_parallel = false;
+  int64_t micro_batches = 1, K = 1, batch = 4, steps = 100, t_star = 999, resolution = 0;
+  int64_t eval_every = 50, save_every = 50, eval_prompts = 4, eval_seeds = 4, keep_checkpoints = 2;
+  double alpha_rew = 1.0, alpha_cfg = 3.5, c = 1.0, lr_generator = 0, lr_assistant = 0, ema = 0, max_grad_norm = 1.0;
+  uint64_t seed = 0;
+};
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+/// What every trainer instantiation below shares: the loaded models and the data.
+struct Job {
+  Args args;
+  std::shared_ptr<di::Collectives> dp;  // data parallel (null: one process)
+  int rank = 0;
+  torch::Device device = torch::kCPU;
+  di::Precision precision = di::Precision::kFloat32;
+  c10::ScalarType frozen_dtype = torch::kFloat;  // how frozen weights are stored: the compute dtype under autocast
+  std::optional<t2i::PipelineFolder> pipe;
+  std::optional<di::DiscreteVPSchedule> schedule;
+  std::vector<std::string> prompts;
+  std::shared_ptr<t2i::PromptEncoder> encoder;
+  std::shared_ptr<t2i::PromptSource> source;
+  dm::AutoencoderKL vae{nullptr};
+  std::optional<t2i::ClipReward> reward;
+  dm::UNet2DConditionModel gen_unet{nullptr};
+  da::Lora gen_lora;
+  t2i::OneStepUNet generator{nullptr};
+  dm::UNet2DConditionModel teacher_unet{nullptr}, assistant_unet{nullptr};  // one module when the base is shared
+  da::Lora assistant_lora;
+  std::vector<int64_t> latent_shape;  // [C, h, w]
+  int64_t height = 0, width = 0;      // pixels
+
+  bool writer() const { return rank == 0; }
+  void log(const std::string& s) const {
+    if (writer()) std::printf("%s\n", s.c_str()), std::fflush(stdout);
+  }
+};
+
+/// Runs `load`, then logs how long it took.
+template <class F>
+void timed(const Job& job, const std::string& what, F load) {
+  const auto t0 = std::chrono::steady_clock::now();
+  load();
+  job.log(fmt::format("{} loaded in {:.1f} s", what, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
+}
+
+/// Loads every model the job needs, each where and how it will be used.
+void load_models(Job& job) {
+  const Args& a = job.args;
+  job.pipe = t2i::PipelineFolder::open(a.teacher);
+  const auto& pipe = *job.pipe;
+  job.schedule.emplace(pipe.scheduler().options);
+  TORCH_CHECK(pipe.scheduler().prediction != dm::Prediction::kSample, "05_text_to_image: the teacher's scheduler says prediction_type = sample; ",
+              "teachers that predict epsilon or v are supported");
+  const auto frozen = dm::PretrainedOptions().device(job.device).dtype(job.frozen_dtype);
+  const auto trained = dm::PretrainedOptions().device(job.device).dtype(torch::kFloat);  // master weights
+
+  // The teacher's UNet: frozen, stored in the compute dtype. With --assistant-lora it is also the
+  // assistant's base, and the assistant's adapters live on it.
+  timed(job, "teacher UNet", [&] { job.teacher_unet = pipe.unet(frozen); });
+  auto lora_options = [&](int64_t rank) {
+    return da::LoraOptions().rank(rank).alpha(static_cast<double>(rank)).target_modules(split_commas(a.lora_targets));
+  };
+  if (a.assistant_lora > 0) {
+    job.assistant_unet = job.teacher_unet;
+    job.assistant_lora = da::add_lora(*job.assistant_unet, lora_options(a.assistant_lora));
+  } else {
+    timed(job, "assistant UNet (a trained copy of the teacher's)", [&] { job.assistant_unet = pipe.unet(trained); });
+  }
+
+  // The generator: its own UNet (a LoRA's base is frozen, so it is stored like the teacher).
+  const std::string gen_dir = a.generator.empty() ? pipe.path("unet") : a.generator;
+  timed(job, "generator UNet '" + gen_dir + "'", [&] { job.gen_unet = dm::load_unet(gen_dir, a.generator_lora > 0 ? frozen : trained); });
+  if (a.generator_lora > 0) job.gen_lora = da::add_lora(*job.gen_unet, lora_options(a.generator_lora));
+  for (auto* u : {&job.teacher_unet, &job.assistant_unet, &job.gen_unet}) (*u)->set_gradient_checkpointing(a.gradient_checkpointing);
+  const auto prediction = a.generator_prediction.empty() ? pipe.scheduler().prediction : dm::parse_prediction(a.generator_prediction);
+  job.generator = t2i::OneStepUNet(job.gen_unet, *job.schedule, t2i::OneStepUNetOptions().timestep(a.t_star).prediction(prediction));
+
+  // Sizes: the UNet's sample_size (or --resolution pixels) and the VAE's downsampling.
+  job.vae = pipe.vae(frozen, dm::VaeParts::kDecoderOnly);
+  const int64_t factor = int64_t{1} << (job.vae->config().block_out_channels.size() - 1);
+  const int64_t side = a.resolution > 0 ? a.resolution / factor : job.gen_unet->config().sample_size;
+  TORCH_CHECK(a.resolution % factor == 0, "05_text_to_image: --resolution must be a multiple of the VAE's factor ", factor, ", got ", a.resolution);
+  job.latent_shape = {job.gen_unet->config().in_channels, side, side};
+  job.height = job.width = side * factor;
+
+  // Prompts -> conditions: the pipeline's text encoders for the UNets, the reward's text tower for r.
+  job.prompts = a.prompts.empty() ? text_to_image::default_prompts() : di::text::read_prompt_file(a.prompts);
+  TORCH_CHECK(!job.prompts.empty(), "05_text_to_image: '", a.prompts, "' has no prompts");
+  auto options = pipe.prompt_options(job.height, job.width).device(job.device).dtype(torch::kFloat);
+  timed(job, pipe.is_sdxl() ? "text encoders (2)" : "text encoder",
+        [&] { job.encoder = std::make_shared<t2i::PromptEncoder>(pipe.text_encoders(frozen), options); });
+  dm::ClipModelParts clip;
+  timed(job, "reward CLIP model '" + a.reward + "'", [&] { clip = dm::load_clip_model(a.reward, frozen, dm::ClipTowers::kBoth); });
+  job.encoder->set_reward_text(di::text::ClipTokenizer::from_folder(a.reward_tokenizer.empty() ? a.reward : a.reward_tokenizer), clip.text);
+  job.source = std::make_shared<t2i::PromptSource>(job.prompts, job.encoder);
+  job.reward.emplace(clip.vision, clip.logit_scale, job.vae);
+}
+
+
+int64_t count(const std::vector<torch::Tensor>& params) {
+  int64_t n = 0;
+  for (const auto& p : params) n += p.numel();
+  return n;
+}
+
+/// metrics.csv: a row per step; the evaluation columns are filled at evaluations (and at step 0).
+/// A resumed run keeps the rows up to its checkpoint's step and goes on from there, so the file
+/// reads as one run.
+class MetricsCsv {
+ public:
+  MetricsCsv(const fs::path& path, int64_t resumed_step) : path_(path) {
+    static const char* header =
+        "step,generator_loss,divergence_loss,reward_loss,assistant_loss,batch_reward,generator_grad_norm,assistant_grad_norm,non_finite,"
+        "overflows,step_seconds,eval_reward,eval_clip_score,eval_diversity";
+    std::vector<std::string> keep = {header};
+    if (resumed_step > 0 && fs::exists(path)) {
+      std::ifstream in(path);
+      std::string line;
+      std::getline(in, line);  // the header
+      while (std::getline(in, line)) {
+        const auto comma = line.find(',');
+        if (comma == std::string::npos) continue;
+        try {
+          if (std::stoll(line.substr(0, comma)) <= resumed_step) keep.push_back(line);
+        } catch (const std::exception&) {
+        }  // a torn last line of a killed run
+      }
+    }
+    std::string text;
+    for (const auto& l : keep) text += l + "\n";
+    di::io::write_text_file_atomically(path.string(), text, "metrics.csv");
+  }
+
+  void row(int64_t step, const di::StepStats* s, double seconds, const text_to_image::EvalResult* e) {
+    std::ofstream out(path_, std::ios::app);
+    if (s) {
+      out << fmt::format("{},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{},{},{:.4f}", step, s->generator_loss, s->divergence_loss,
+                         s->reward_loss, s->assistant_loss, s->mean_reward, s->generator_grad_norm, s->assistant_grad_norm, s->non_finite,
+                         s->overflows, seconds);
+    } else {
+      out << step << ",,,,,,,,,,";
+    }
+    if (e) out << fmt::format(",{:.6g},{:.6g},{:.6g}", e->reward, e->clip_score, e->diversity);
+    else out << ",,,";
+    out << "\n";
+    TORCH_CHECK(out.good(), "05_text_to_image: cannot append to '", path_.string(), "'");
+  }
+
+ private:
+  fs::path path_;
+};
+
+/// The trained generator, as Python loads it: a diffusers UNet folder, or a LoRA on the generator's
+/// base; how to run it; and its samples on the evaluation set (for a round trip).
+template <class Trainer>
+void save_generator(Job& job, Trainer& trainer, const text_to_image::EvalSet& eval) {
+  const Args& a = job.args;
+  const fs::path out(a.out);
+  const bool ema = a.ema > 0;
+  if (ema) trainer.ema().swap(trainer.generator_parameters());  // the EMA weights are what is saved
+  struct SwapBack {
+    Trainer* t;
+    ~SwapBack() {
+      if (t) t->ema().swap(t->generator_parameters());
+    }
+  } swap_back{ema ? &trainer : nullptr};
+  if (!job.gen_lora.empty()) {
+    fs::create_directories(out / "generator_lora");
+    da::save_lora(job.gen_lora, (out / "generator_lora" / "pytorch_lora_weights.safetensors").string());
+  } else {
+    dm::save_pretrained(job.gen_unet, (out / "generator" / "unet").string());
+  }
+  fs::create_directories(out / "generator");
+  const auto& sc = job.pipe->scheduler();
+  const std::string info = fmt::format(
+      "{{\n  \"t_star\": {},\n  \"prediction_type\": \"{}\",\n  \"alpha\": {:.17g},\n  \"sigma\": {:.17g},\n  \"height\": {},\n  \"width\": {},\n"
+      "  \"lora\": {},\n  \"ema\": {},\n  \"steps\": {},\n  \"teacher_scheduler\": \"{}\"\n}}\n",
+      a.t_star, dm::prediction_name(job.generator->options().prediction()), job.generator->alpha(), job.generator->sigma(), job.height,
+      job.width, job.gen_lora.empty() ? "false" : "true", ema ? "true" : "false", trainer.step_count(), sc.class_name);
+  di::io::write_text_file_atomically((out / "generator" / "one_step.json").string(), info, "one_step.json");
+  // The samples of exactly the saved weights (EMA swapped in above), taken in evaluation mode.
+  torch::NoGradGuard no_grad;
+  di::detail::EvalModeScope eval_mode({di::ModuleRef::of(job.generator)});
+  torch::Tensor x0;
+  {
+    di::AutocastScope autocast(job.precision, job.device);
+    x0 = job.generator->forward(eval.z, eval.condition).to(torch::kFloat);
+  }
+  std::string prompts;
+  for (const auto& p : eval.prompts) prompts += p + "\n";
+  di::io::write_safetensors((out / "eval_samples.safetensors").string(),
+                            {{"z", eval.z.to(torch::kCPU).contiguous()}, {"x0", x0.to(torch::kCPU).contiguous()},
+                             {"encoder_hidden_states", eval.condition.encoder_hidden_states.to(torch::kCPU, torch::kFloat).contiguous()}},
+                            {{"seeds", std::to_string(eval.seeds)}, {"prompts", prompts}});
+}
+
+/// The DI* run itself, for one teacher kind (its own UNet, or the assistant's base with the adapters
+/// off) and one parameterisation of the teacher and assistant.
+template <class Param, class Teacher>
+void train(Job& job, Teacher teacher, di::Denoiser<dm::UNet2DConditionModel, Param> assistant) {
+  const Args& a = job.args;
+  using Gen = di::Generator<t2i::OneStepUNet>;
+  using Assistant = di::Denoiser<dm::UNet2DConditionModel, Param>;
+  using Trainer = di::DiStarTrainer<Gen, Teacher, Assistant, t2i::PromptCondition, di::PseudoHuberScore, di::CfgInside, t2i::ClipReward,
+                                    di::DiscreteVPSchedule>;
+  const double lr_g = a.lr_generator > 0 ? a.lr_generator : (a.generator_lora > 0 ? 1e-4 : 1e-5);
+  const double lr_a = a.lr_assistant > 0 ? a.lr_assistant : (a.assistant_lora > 0 ? 1e-4 : 1e-5);
+  const auto options = di::DiStarTrainerOptions()
+                           .batch_size(a.batch)
+                           .assistant_steps(a.K)
+                           .alpha_rew(a.alpha_rew)
+                           .generator_adam(di::AdamSettings(lr_g))
+                           .assistant_adam(di::AdamSettings(lr_a))
+                           .generator_max_grad_norm(a.max_grad_norm)
+                           .assistant_max_grad_norm(a.max_grad_norm)
+                           .ema_decay(a.ema)
+                           .seed(a.seed)
+                           .precision(job.precision)
+                           .micro_batches(a.micro_batches)
+                           .keep_checkpoints(a.keep_checkpoints);
+  Trainer trainer(Gen(job.generator), std::move(teacher), std::move(assistant),
+                  {di::PseudoHuberScore(a.c), di::CfgInside(di::AlphaCfg(a.alpha_cfg)), *job.reward, *job.schedule},
+                  di::ConditionSource<t2i::PromptCondition>{*job.source, job.source->null_condition()}, job.latent_shape, options);
+  if (job.dp) trainer.set_data_parallel(job.dp);
+  job.log(fmt::format("trained parameters: generator {:.3f} M{}, assistant {:.3f} M{}", count(trainer.generator_parameters()) / 1e6,
+                      job.gen_lora.empty() ? " (the whole UNet)" : fmt::format(" (LoRA rank {})", a.generator_lora),
+                      count(trainer.assistant_parameters()) / 1e6,
+                      job.assistant_lora.empty() ? " (a full copy)" : fmt::format(" (LoRA rank {} on the teacher's base)", a.assistant_lora)));
+
+  const fs::path out(a.out);
+  const auto checkpoint = (out / "checkpoints" / "trainer.safetensors").string();
+  fs::create_directories(out / "checkpoints");
+  if (a.resume) {
+    TORCH_CHECK(fs::exists(checkpoint), "05_text_to_image: --resume: there is no checkpoint '", checkpoint, "'");
+    trainer.load(checkpoint);
+    job.log(fmt::format("resumed from '{}' at step {}", checkpoint, trainer.step_count()));
+  }
+  TORCH_CHECK(trainer.step_count() <= a.steps, "05_text_to_image: the checkpoint is at step ", trainer.step_count(), ", past --steps ", a.steps);
+
+  const auto eval = text_to_image::make_eval_set(job.prompts, a.eval_prompts, a.eval_seeds, job.latent_shape, a.seed + 1, *job.encoder, job.device);
+  std::optional<MetricsCsv> csv;
+  auto evaluate = [&](int64_t step) {
+    const auto x0 = trainer.sample(eval.z, eval.condition, /*use_ema=*/a.ema > 0);
+    auto r = text_to_image::score_samples(x0, eval, *job.reward, job.vae);
+    text_to_image::write_sample_grid((out / "samples" / fmt::format("step_{:06d}.png", step)).string(), r.images, eval,
+                                     fmt::format("step {}: reward {:.3f}, CLIP score {:.2f}", step, r.reward, r.clip_score));
+    return r;
+  };
+  if (job.writer()) {
+    fs::create_directories(out / "samples");
+    csv.emplace(out / "metrics.csv", trainer.step_count());
+    if (trainer.step_count() == 0) {
+      const auto e = evaluate(0);
+      csv->row(0, nullptr, 0, &e);
+      job.log(fmt::format("step 0: eval reward {:.4f}, CLIP score {:.3f}, diversity {:.4f}", e.reward, e.clip_score, e.diversity));
+    }
+  }
+  while (trainer.step_count() < a.steps) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto s = trainer.step();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const bool last = s.step == a.steps;
+    if (job.writer()) {
+      std::optional<text_to_image::EvalResult> e;
+      if (s.step % a.eval_every == 0 || last) e = evaluate(s.step);
+      csv->row(s.step, &s, seconds, e ? &*e : nullptr);
+      job.log(fmt::format("step {}: loss {:.4g} (divergence {:.4g}), assistant {:.4g}, batch reward {:.4f}, {:.2f} s{}", s.step, s.generator_loss,
+                          s.divergence_loss, s.assistant_loss, s.mean_reward, seconds,
+                          e ? fmt::format(" | eval reward {:.4f}, CLIP score {:.3f}, diversity {:.4f}", e->reward, e->clip_score, e->diversity)
+                            : std::string()));
+    }
+    if (s.step % a.save_every == 0 || last) trainer.save(checkpoint);  // every rank: rank 0 writes
+  }
+  if (job.writer()) {
+    save_generator(job, trainer, eval);
+    job.log("wrote " + (job.gen_lora.empty() ? (out / "generator" / "unet").string() : (out / "generator_lora").string()));
+  }
+}
+
+template <class Param>
+void run_with(Job& job) {
+  using Assistant = di::Denoiser<dm::UNet2DConditionModel, Param>;
+  if (!job.assistant_lora.empty()) {
+    train<Param>(job, da::shared_base_teacher<Param>(job.teacher_unet, job.assistant_lora), Assistant(job.assistant_unet, "assistant"));
+  } else {
+    train<Param>(job, di::Denoiser<dm::UNet2DConditionModel, Param>(job.teacher_unet, "teacher"), Assistant(job.assistant_unet, "assistant"));
+  }
+}
+
+void run(const Args& args) {
+  Job job;
+  job.args = args;
+  const Args& a = job.args;
+  if (a.data_parallel) {
+#if DIFFINSTRUCT_EXAMPLE_DATA_PARALLEL
+    const bool cuda = a.device.rfind("cuda", 0) == 0;
+    auto dp = di::DataParallel::from_env(di::DataParallelOptions().backend(cuda ? di::DistributedBackend::kNccl : di::DistributedBackend::kGloo));
+    job.rank = dp->rank();
+    job.device = cuda ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(dp->local_rank())) : torch::Device(torch::kCPU);
+    job.dp = dp;
+#else
+    TORCH_CHECK(false, "05_text_to_image: --data-parallel: this build has no c10d Gloo headers (Debian: libgloo-dev); rebuild with them");
+#endif
+  } else {
+    job.device = torch::Device(a.device);
+  }
+  TORCH_CHECK(!job.device.is_cuda() || torch::cuda::is_available(), "05_text_to_image: --device ", a.device, ": no CUDA device is available");
+  job.precision = di::parse_precision(a.precision);
+  di::check_precision_supported(job.precision, job.device, "05_text_to_image");
+  job.frozen_dtype = di::compute_dtype(job.precision);
+  torch::manual_seed(static_cast<uint64_t>(a.seed));  // the LoRA adapters' initial A
+  load_models(job);
+  const auto& sc = job.pipe->scheduler();
+  job.log(fmt::format("teacher '{}': {} pipeline, {} ({}), {} x {} pixels, latents {}x{}x{}; device {}, precision {}{}", a.teacher,
+                      job.pipe->is_sdxl() ? "SDXL" : "SD", sc.class_name, dm::prediction_name(sc.prediction), job.height, job.width,
+                      job.latent_shape[0], job.latent_shape[1], job.latent_shape[2], job.device.str(), di::precision_name(job.precision),
+                      job.dp ? fmt::format(", rank {} of {}", job.rank, job.dp->world_size()) : std::string()));
+  job.log(fmt::format("generator: {}; {} prompts", job.generator->describe(), job.prompts.size()));
+  if (sc.prediction == dm::Prediction::kV) {
+    run_with<di::VPrediction>(job);
+  } else {
+    run_with<di::EpsPrediction>(job);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"DI* post-training of a one-step text-to-image UNet from diffusers/transformers folders"};
+  Args a;
+  app.add_option("--teacher", a.teacher, "diffusers pipeline folder (unet, vae, text_encoder(s), tokenizer(s), scheduler)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  app.add_option("--generator", a.generator, "diffusers UNet folder of the one-step generator (default: the teacher's UNet)")->check(CLI::ExistingDirectory);
+  app.add_option("--reward", a.reward, "transformers CLIPModel folder (CLIP, PickScore): the reward")->required()->check(CLI::ExistingDirectory);
+  app.add_option("--reward-tokenizer", a.reward_tokenizer, "folder with the reward's vocab.json and merges.txt (default: --reward)")
+      ->check(CLI::ExistingDirectory);
+  app.add_option("--prompts", a.prompts, "prompt file, one a line (default: 16 built-in prompts)")->check(CLI::ExistingFile);
+  app.add_option("--out", a.out, "output folder")->capture_default_str();
+  app.add_option("--steps", a.steps, "DI* iterations (in all, counting those of a resumed run)")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{100000000}));
+  app.add_option("--batch", a.batch, "generator batch per rank")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  app.add_option("--micro-batches", a.micro_batches, "gradient accumulation: each update in this many micro-batches")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  app.add_option("--K", a.K, "assistant updates per generator update")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1000}));
+  app.add_option("--alpha-rew", a.alpha_rew, "weight of the explicit reward")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--alpha-cfg", a.alpha_cfg, "CFG strength inside the divergence (guidance scale - 1)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--c", a.c, "pseudo-Huber constant c")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--t-star", a.t_star, "the generator's UNet timestep")->capture_default_str();
+  app.add_option("--generator-prediction", a.generator_prediction, "what the generator UNet predicts: epsilon | v_prediction | sample (default: the teacher's)")
+      ->check(CLI::IsMember({"epsilon", "v_prediction", "sample"}));
+  app.add_option("--generator-lora", a.generator_lora, "train the generator through a LoRA of this rank (0: the whole UNet)")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{4096}));
+  app.add_option("--assistant-lora", a.assistant_lora, "the assistant as a LoRA of this rank on the teacher's weights (0: a full copy)")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{4096}));
+  app.add_option("--lora-targets", a.lora_targets, "comma-separated module names the LoRAs adapt")->capture_default_str();
+  app.add_option("--lr-generator", a.lr_generator, "generator learning rate (default 1e-5; 1e-4 with --generator-lora)")->check(CLI::PositiveNumber);
+  app.add_option("--lr-assistant", a.lr_assistant, "assistant learning rate (default 1e-5; 1e-4 with --assistant-lora)")->check(CLI::PositiveNumber);
+  app.add_option("--max-grad-norm", a.max_grad_norm, "gradient clipping of both networks")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--ema", a.ema, "EMA decay of the generator (0: off); the EMA weights are evaluated and saved")->capture_default_str()->check(CLI::Range(0.0, 0.999999));
+  app.add_option("--precision", a.precision, "compute precision: fp32 | bf16 | fp16 (CUDA); frozen models are stored in it")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
+  app.add_flag("--gradient-checkpointing", a.gradient_checkpointing, "recompute every UNet block in backward instead of keeping its activations");
+  app.add_option("--resolution", a.resolution, "image side in pixels (default: the UNet's sample_size x the VAE's factor)")->check(CLI::Range(int64_t{8}, int64_t{4096}));
+  app.add_option("--device", a.device, "cpu | cuda | cuda:N")->capture_default_str();
+  app.add_flag("--data-parallel", a.data_parallel, "join a data-parallel run (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT from the launcher)");
+  app.add_option("--seed", a.seed, "seed of the run (noise, prompts, times, LoRA initialisation)")->capture_default_str();
+  app.add_option("--eval-every", a.eval_every, "evaluate (metrics and a sample grid) every N steps")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{100000000}));
+  app.add_option("--eval-prompts", a.eval_prompts, "evaluation prompts (the first N)")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1000}));
+  app.add_option("--eval-seeds", a.eval_seeds, "samples per evaluation prompt")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1000}));
+  app.add_option("--save-every", a.save_every, "checkpoint every N steps")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{100000000}));
+  app.add_option("--keep-checkpoints", a.keep_checkpoints, "checkpoints kept")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1000}));
+  app.add_flag("--resume", a.resume, "continue from --out's checkpoint");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    run(a);
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "05_text_to_image: %s\n", e.what_without_backtrace());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "05_text_to_image: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

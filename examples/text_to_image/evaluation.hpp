@@ -1,0 +1,100 @@
+#pragma once
+// 05_text_to_image's evaluation: a fixed set of prompts × seeds, the generator's samples on it, their
+// reward, CLIP score and diversity, and the sample grid with the prompts as captions.
+//
+//   reward      the training reward on the samples: exp(logit_scale) · cos(image, prompt)
+//   CLIP score  100 · max(cos(image, prompt), 0), averaged (the definition of Hessel et al. 2021, as
+//               torchmetrics computes it), with the reward's CLIP model (not a held-out one)
+//   diversity   per prompt, the mean over pairs of seeds of 1 − cos(image_i, image_j) of the CLIP
+//               image embeddings, averaged over prompts (0: every seed gives the same image)
+#include <diffinstruct/models/autoencoder_kl.hpp>
+#include <diffinstruct/text2image/clip_reward.hpp>
+#include <diffinstruct/text2image/prompt_encoder.hpp>
+#include <diffinstruct/util/image_grid_png.hpp>
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+namespace text_to_image {
+
+namespace t2i = diffinstruct::text2image;
+namespace dm = diffinstruct::models;
+
+struct EvalSet {
+  std::vector<std::string> prompts;  // P prompts
+  int64_t seeds = 1;                 // S samples per prompt
+  t2i::PromptCondition condition;    // P·S rows, prompt-major (row p·S + s)
+  torch::Tensor z;                   // [P·S, C, h, w]: seed s's noise is the same for every prompt
+};
+
+/// The first `n_prompts` prompts with `seeds` noises each, drawn from their own generator (`seed`),
+/// so that evaluation neither depends on nor disturbs the trainer's random stream.
+inline EvalSet make_eval_set(const std::vector<std::string>& prompts, int64_t n_prompts, int64_t seeds, const std::vector<int64_t>& latent_shape,
+                             uint64_t seed, t2i::PromptEncoder& encoder, const torch::Device& device) {
+  EvalSet e;
+  e.prompts.assign(prompts.begin(), prompts.begin() + std::min<int64_t>(n_prompts, static_cast<int64_t>(prompts.size())));
+  e.seeds = seeds;
+  std::vector<std::string> rows;
+  std::vector<int64_t> index;
+  for (size_t p = 0; p < e.prompts.size(); ++p)
+    for (int64_t s = 0; s < seeds; ++s) {
+      rows.push_back(e.prompts[p]);
+      index.push_back(static_cast<int64_t>(p));
+    }
+  e.condition = encoder.encode(rows, index);
+  auto gen = at::detail::createCPUGenerator(seed);
+  std::vector<int64_t> shape = {seeds};
+  shape.insert(shape.end(), latent_shape.begin(), latent_shape.end());
+  const auto noise = torch::randn(shape, gen, torch::TensorOptions().dtype(torch::kFloat));
+  e.z = noise.repeat({static_cast<int64_t>(e.prompts.size()), 1, 1, 1}).to(device);
+  return e;
+}
+
+struct EvalResult {
+  double reward = 0, clip_score = 0, diversity = 0;
+  torch::Tensor x0;      // [P·S, C, h, w] latents, float32 on the CPU
+  torch::Tensor images;  // [P·S, 3, H, W] in [−1, 1], float32 on the CPU
+};
+
+/// The metrics of samples `x0` (the generator's on `e`).
+inline EvalResult score_samples(const torch::Tensor& x0, const EvalSet& e, t2i::ClipReward& reward, dm::AutoencoderKL& vae) {
+  torch::NoGradGuard no_grad;
+  EvalResult r;
+  r.x0 = x0.to(torch::kCPU, torch::kFloat);
+  const auto image_embeds = reward.embed_images(x0).to(torch::kCPU, torch::kFloat);  // unit norm
+  const auto text = e.condition.reward_text_embeds.to(torch::kCPU, torch::kFloat);
+  const auto cos = (image_embeds * text).sum(-1);
+  r.reward = reward.scale() * cos.mean().item<double>();
+  r.clip_score = (100 * cos.clamp_min(0)).mean().item<double>();
+  if (e.seeds > 1) {
+    const auto per_prompt = image_embeds.view({static_cast<int64_t>(e.prompts.size()), e.seeds, -1});
+    const auto gram = torch::matmul(per_prompt, per_prompt.transpose(1, 2));  // [P, S, S]
+    const double pairs = static_cast<double>(e.seeds * (e.seeds - 1));
+    r.diversity = ((1 - gram).sum({1, 2}) / pairs).mean().item<double>();  // the diagonal's 1 − 1 = 0 adds nothing
+  }
+  const auto vae_dtype = vae->parameters().front().scalar_type();
+  r.images = vae->decode_latents(x0.to(vae_dtype)).to(torch::kCPU, torch::kFloat);
+  return r;
+}
+
+/// The sample grid: one row per prompt (its caption above), one column per seed. Images wider than
+/// 256 pixels are shown at 256 (area-averaged), small ones enlarged.
+inline void write_sample_grid(const std::string& path, const torch::Tensor& images, const EvalSet& e, const std::string& title) {
+  auto x = images;
+  const int64_t side = std::max(x.size(2), x.size(3));
+  if (side > 256) {
+    const double f = 256.0 / static_cast<double>(side);
+    x = torch::nn::functional::interpolate(
+        x, torch::nn::functional::InterpolateFuncOptions()
+               .size(std::vector<int64_t>{std::max<int64_t>(1, static_cast<int64_t>(x.size(2) * f)), std::max<int64_t>(1, static_cast<int64_t>(x.size(3) * f))})
+               .mode(torch::kArea));
+  }
+  const int zoom = static_cast<int>(std::clamp<int64_t>(128 / std::max(x.size(2), x.size(3)), 1, 8));
+  const auto grid = x.reshape({static_cast<int64_t>(e.prompts.size()), e.seeds, 3, x.size(2), x.size(3)});
+  diffinstruct::write_image_grid_png(path, grid, e.prompts, diffinstruct::ImageGridOptions().zoom(zoom).labels_above(true).title(title));
+}
+
+}  // namespace text_to_image
