@@ -402,6 +402,7 @@ void run(const Args& args) {
 
 int main(int argc, char** argv) {
   CLI::App app{"DI* post-training of a one-step text-to-image UNet from diffusers/transformers folders"};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a later flag overrides an earlier one
   Args a;
   app.add_option("--teacher", a.teacher, "diffusers pipeline folder (unet, vae, text_encoder(s), tokenizer(s), scheduler)")
       ->required()
@@ -435,7 +436,11 @@ int main(int argc, char** argv) {
   app.add_flag("--gradient-checkpointing", a.gradient_checkpointing, "recompute every UNet block in backward instead of keeping its activations");
   app.add_option("--resolution", a.resolution, "image side in pixels (default: the UNet's sample_size x the VAE's factor)")->check(CLI::Range(int64_t{8}, int64_t{4096}));
   app.add_option("--device", a.device, "cpu | cuda | cuda:N")->capture_default_str();
+#if DIFFINSTRUCT_EXAMPLE_DATA_PARALLEL
   app.add_flag("--data-parallel", a.data_parallel, "join a data-parallel run (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT from the launcher)");
+#else
+  app.add_flag("--data-parallel", a.data_parallel, "join a data-parallel run (not in this build: it needs c10d's Gloo headers, Debian's libgloo-dev)");
+#endif
   app.add_option("--seed", a.seed, "seed of the run (noise, prompts, times, LoRA initialisation)")->capture_default_str();
   app.add_option("--eval-every", a.eval_every, "evaluate (metrics and a sample grid) every N steps")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{100000000}));
   app.add_option("--eval-prompts", a.eval_prompts, "evaluation prompts (the first N)")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1000}));
