@@ -66,7 +66,7 @@ struct Args {
   int64_t generator_lora = 0, assistant_lora = 0;
   std::string lora_targets = "to_q,to_k,to_v,to_out.0";
   std::string precision = "fp32", device = "cpu", generator_prediction;
-  bool gradient_checkpointing = false, resume = false, data_parallel = false;
+  bool gradient_checkpointing = false, resume = false, data_parallel = false, measure_memory = false;
   int64_t micro_batches = 1, K = 1, batch = 4, steps = 100, t_star = 999, resolution = 0;
   int64_t eval_every = 50, save_every = 50, eval_prompts = 4, eval_seeds = 4, keep_checkpoints = 2;
   double alpha_rew = 1.0, alpha_cfg = 3.5, c = 1.0, lr_generator = 0, lr_assistant = 0, ema = 0, max_grad_norm = 1.0;
@@ -186,7 +186,7 @@ class MetricsCsv {
   MetricsCsv(const fs::path& path, int64_t resumed_step) : path_(path) {
     static const char* header =
         "step,generator_loss,divergence_loss,reward_loss,assistant_loss,batch_reward,generator_grad_norm,assistant_grad_norm,non_finite,"
-        "overflows,step_seconds,eval_reward,eval_clip_score,eval_diversity";
+        "overflows,step_seconds,step_peak_mb,eval_reward,eval_clip_score,eval_diversity";
     std::vector<std::string> keep = {header};
     if (resumed_step > 0 && fs::exists(path)) {
       std::ifstream in(path);
@@ -209,11 +209,11 @@ class MetricsCsv {
   void row(int64_t step, const di::StepStats* s, double seconds, const text_to_image::EvalResult* e) {
     std::ofstream out(path_, std::ios::app);
     if (s) {
-      out << fmt::format("{},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{},{},{:.4f}", step, s->generator_loss, s->divergence_loss,
+      out << fmt::format("{},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{},{},{:.4f},{}", step, s->generator_loss, s->divergence_loss,
                          s->reward_loss, s->assistant_loss, s->mean_reward, s->generator_grad_norm, s->assistant_grad_norm, s->non_finite,
-                         s->overflows, seconds);
+                         s->overflows, seconds, s->peak_bytes < 0 ? std::string() : fmt::format("{:.1f}", s->peak_bytes / 1e6));
     } else {
-      out << step << ",,,,,,,,,,";
+      out << step << ",,,,,,,,,,,";
     }
     if (e) out << fmt::format(",{:.6g},{:.6g},{:.6g}", e->reward, e->clip_score, e->diversity);
     else out << ",,,";
@@ -292,7 +292,8 @@ void train(Job& job, Teacher teacher, di::Denoiser<dm::UNet2DConditionModel, Par
                            .seed(a.seed)
                            .precision(job.precision)
                            .micro_batches(a.micro_batches)
-                           .keep_checkpoints(a.keep_checkpoints);
+                           .keep_checkpoints(a.keep_checkpoints)
+                           .measure_memory(a.measure_memory);
   Trainer trainer(Gen(job.generator), std::move(teacher), std::move(assistant),
                   {di::PseudoHuberScore(a.c), di::CfgInside(di::AlphaCfg(a.alpha_cfg)), *job.reward, *job.schedule},
                   di::ConditionSource<t2i::PromptCondition>{*job.source, job.source->null_condition()}, job.latent_shape, options);
@@ -339,8 +340,9 @@ void train(Job& job, Teacher teacher, di::Denoiser<dm::UNet2DConditionModel, Par
       std::optional<text_to_image::EvalResult> e;
       if (s.step % a.eval_every == 0 || last) e = evaluate(s.step);
       csv->row(s.step, &s, seconds, e ? &*e : nullptr);
-      job.log(fmt::format("step {}: loss {:.4g} (divergence {:.4g}), assistant {:.4g}, batch reward {:.4f}, {:.2f} s{}", s.step, s.generator_loss,
+      job.log(fmt::format("step {}: loss {:.4g} (divergence {:.4g}), assistant {:.4g}, batch reward {:.4f}, {:.2f} s{}{}", s.step, s.generator_loss,
                           s.divergence_loss, s.assistant_loss, s.mean_reward, seconds,
+                          s.peak_bytes < 0 ? std::string() : fmt::format(", step peak {:.1f} MB", s.peak_bytes / 1e6),
                           e ? fmt::format(" | eval reward {:.4f}, CLIP score {:.3f}, diversity {:.4f}", e->reward, e->clip_score, e->diversity)
                             : std::string()));
     }
@@ -409,7 +411,7 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingDirectory);
   app.add_option("--generator", a.generator, "diffusers UNet folder of the one-step generator (default: the teacher's UNet)")->check(CLI::ExistingDirectory);
   app.add_option("--reward", a.reward, "transformers CLIPModel folder (CLIP, PickScore): the reward")->required()->check(CLI::ExistingDirectory);
-  app.add_option("--reward-tokenizer", a.reward_tokenizer, "folder with the reward's vocab.json and merges.txt (default: --reward)")
+  app.add_option("--reward-tokenizer", a.reward_tokenizer, "the reward's tokenizer folder: vocab.json + merges.txt, or tokenizer.json (default: --reward)")
       ->check(CLI::ExistingDirectory);
   app.add_option("--prompts", a.prompts, "prompt file, one a line (default: 16 built-in prompts)")->check(CLI::ExistingFile);
   app.add_option("--out", a.out, "output folder")->capture_default_str();
@@ -434,6 +436,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
   app.add_flag("--gradient-checkpointing", a.gradient_checkpointing, "recompute every UNet block in backward instead of keeping its activations");
+  app.add_flag("--measure-memory", a.measure_memory, "record each step's peak memory (exact on the CPU; the caching allocator's on CUDA)");
   app.add_option("--resolution", a.resolution, "image side in pixels (default: the UNet's sample_size x the VAE's factor)")->check(CLI::Range(int64_t{8}, int64_t{4096}));
   app.add_option("--device", a.device, "cpu | cuda | cuda:N")->capture_default_str();
 #if DIFFINSTRUCT_EXAMPLE_DATA_PARALLEL

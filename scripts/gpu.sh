@@ -6,6 +6,9 @@
 #   PYTHON                          the Python whose torch to build against
 #   DIFFINSTRUCT_CUDA_ARCHITECTURES GPU architectures (default 90: H100/H200)
 #   OUT                             where to copy the logs (optional)
+#   DIFFINSTRUCT_T2I_TEACHER        a diffusers pipeline folder with real weights (SD-Turbo, say) and
+#   DIFFINSTRUCT_T2I_REWARD         a CLIPModel folder: when both are set, a short 05_text_to_image run
+#                                   on the GPU follows (bf16, LoRA generator and assistant, checkpointing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -19,14 +22,18 @@ for d in "$site"/nvidia/*/lib; do [ -d "$d" ] && link_flags="$link_flags -Wl,-rp
 echo "gpu.sh: LibTorch $torch_version (C++$cxx_std) at $torch_dir; nvcc $(nvcc --version | grep -o 'release [0-9.]*')"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 
+t2i=OFF
+[ -n "${DIFFINSTRUCT_T2I_TEACHER:-}" ] && [ -n "${DIFFINSTRUCT_T2I_REWARD:-}" ] && t2i=ON
 export LD_LIBRARY_PATH="$PWD/_deps/prefix/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_STANDARD="$cxx_std" -DCMAKE_CUDA_STANDARD=17 \
   -DCMAKE_PREFIX_PATH="$torch_dir/share/cmake;$PWD/_deps/prefix" -DTorch_DIR="$torch_dir/share/cmake/Torch" \
   -DCMAKE_EXE_LINKER_FLAGS="$link_flags" \
-  -DDIFFINSTRUCT_ENABLE_CUDA=ON -DDIFFINSTRUCT_BUILD_TESTS=ON -DDIFFINSTRUCT_BUILD_EXAMPLES=OFF -DDIFFINSTRUCT_BUILD_BENCHMARKS=ON \
+  -DDIFFINSTRUCT_ENABLE_CUDA=ON -DDIFFINSTRUCT_BUILD_TESTS=ON -DDIFFINSTRUCT_BUILD_EXAMPLES="$t2i" -DDIFFINSTRUCT_BUILD_BENCHMARKS=ON \
   -DDIFFINSTRUCT_CUDA_ARCHITECTURES="${DIFFINSTRUCT_CUDA_ARCHITECTURES:-90}" >/dev/null
-cmake --build build-gpu -j"$(nproc)" --target diffinstruct_tests bench_score_loss
+targets=(diffinstruct_tests bench_score_loss)
+[ "$t2i" = ON ] && targets+=(05_text_to_image)
+cmake --build build-gpu -j"$(nproc)" --target "${targets[@]}"
 [ -f build-gpu/src/cuda/libdiffinstruct_cuda.so ] || { echo "gpu.sh: the CUDA extension was not built (is this torch CUDA-enabled?)" >&2; exit 1; }
 
 logs=${OUT:-build-gpu}
@@ -35,4 +42,12 @@ echo "== CUDA tests"
 build-gpu/tests/diffinstruct_tests "[cuda],[cuda-extension],[kernels]" --reporter compact 2>&1 | tee "$logs/gpu_tests.log" || status=1
 echo "== kernel benchmark"
 build-gpu/benchmarks/bench_score_loss --benchmark_filter='cuda_' --benchmark_min_time=0.2 2>&1 | tee "$logs/gpu_bench.log" || status=1
+if [ "$t2i" = ON ]; then
+  echo "== 05_text_to_image on real weights: $DIFFINSTRUCT_T2I_TEACHER, reward $DIFFINSTRUCT_T2I_REWARD"
+  build-gpu/examples/05_text_to_image --teacher "$DIFFINSTRUCT_T2I_TEACHER" --reward "$DIFFINSTRUCT_T2I_REWARD" --device cuda \
+    --precision bf16 --generator-lora 64 --assistant-lora 64 --gradient-checkpointing --batch 1 --steps 20 --eval-every 10 \
+    --eval-prompts 4 --eval-seeds 2 --out "$logs/text_to_image" 2>&1 | tee "$logs/gpu_t2i.log" || status=1
+else
+  echo "== 05_text_to_image skipped: set DIFFINSTRUCT_T2I_TEACHER and DIFFINSTRUCT_T2I_REWARD to folders with real weights"
+fi
 exit $status

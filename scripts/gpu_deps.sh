@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Companion of scripts/gpu.sh, run HERE (Debian, with scripts/install_deps.sh done): copies the
-# dependencies the GPU build needs besides LibTorch (Eigen, fmt, Catch2, Google Benchmark, stb, CLI11, zlib: headers,
+# dependencies the GPU build needs besides LibTorch (Eigen, fmt, Catch2, Google Benchmark, stb, CLI11, nlohmann-json, zlib: headers,
 # CMake package files and their few libraries) into the git-ignored _deps/prefix, laid out like /usr
 # so their relocatable CMake configs work there. The GPU machine has no network; the folder travels
 # with the working tree (carry: ["_deps"]). Libraries need glibc >= 2.33 on the GPU machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(libeigen3-dev libfmt-dev libfmt9 catch2 libbenchmark-dev libbenchmark1debian libstb-dev libstb0 libcli11-dev zlib1g-dev zlib1g)
+packages=(libeigen3-dev libfmt-dev libfmt9 catch2 libbenchmark-dev libbenchmark1debian libstb-dev libstb0 libcli11-dev nlohmann-json3-dev zlib1g-dev zlib1g)
 dest=_deps/prefix
 rm -rf "$dest"
 mkdir -p "$dest"

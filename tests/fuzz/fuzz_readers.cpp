@@ -89,18 +89,22 @@ void run_one() {
       break;
     }
     case Target::kTokenizer: {
-      // The input is vocab.json, a NUL, merges.txt, a NUL, then a text to tokenize and decode.
+      // The input is vocab.json, a NUL, merges.txt, a NUL, then a text to tokenize and decode; or
+      // tokenizer.json, a NUL, then the text.
       std::string bytes;
       {
         std::ifstream in(g_input, std::ios::binary);
         bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
       }
       const size_t a = bytes.find('\0'), b = a == std::string::npos ? a : bytes.find('\0', a + 1);
-      if (b == std::string::npos) break;
-      const di::text::ClipTokenizer tok(bytes.substr(0, a), bytes.substr(a + 1, b - a - 1));
-      const auto ids = tok.encode(bytes.substr(b + 1));
+      if (a == std::string::npos) break;
+      const di::text::ClipTokenizer tok = b == std::string::npos
+                                              ? di::text::ClipTokenizer::from_tokenizer_json(bytes.substr(0, a))
+                                              : di::text::ClipTokenizer(bytes.substr(0, a), bytes.substr(a + 1, b - a - 1));
+      const std::string text = bytes.substr((b == std::string::npos ? a : b) + 1);
+      const auto ids = tok.encode(text);
       (void)tok.decode(ids);
-      (void)tok.batch({bytes.substr(b + 1)});
+      (void)tok.batch({text});
       break;
     }
   }
@@ -112,6 +116,14 @@ std::string tokenizer_seed() {
   const std::string vocab = test_text::TinyVocab({"ca", "cat</w>", "ph", "pho", "photo</w>"}).json();
   const std::string merges = "#version: 0.2\nc a\nca t</w>\np h\nph o\npho to</w>\n";
   return vocab + std::string(1, '\0') + merges + std::string(1, '\0') + "A photo of a CAT, caf\xC3\xA9 <|endoftext|> 42 don't!!";
+}
+
+/// The same tokenizer as a tokenizer.json (what transformers 5 writes), a NUL, then the prompt.
+std::string tokenizer_json_seed() {
+  const std::string vocab = test_text::TinyVocab({"ca", "cat</w>", "ph", "pho", "photo</w>"}).json();
+  return R"({"model": {"type": "BPE", "end_of_word_suffix": "</w>", "vocab": )" + vocab +
+         R"(, "merges": [["c", "a"], ["ca", "t</w>"], "p h", ["ph", "o"], ["pho", "to</w>"]]}})" + std::string(1, '\0') +
+         "A photo of a CAT, caf\xC3\xA9 <|endoftext|> 42 don't!!";
 }
 
 void make_corpus(const std::string& dir) {
@@ -146,6 +158,7 @@ void make_corpus(const std::string& dir) {
       << "{\n  \"metadata\": {\"total_size\": 20},\n  \"weight_map\": {\"w\": \"s1.safetensors\", \"v\": \"s1.safetensors\"}\n}\n";
   std::ofstream(fs::path(dir) / "index" / "partial.json") << "{\"weight_map\": {\"w\": \"s1.safetensors\"}}";
   std::ofstream(fs::path(dir) / "tokenizer" / "clip.bin", std::ios::binary) << tokenizer_seed();
+  std::ofstream(fs::path(dir) / "tokenizer" / "clip_tokenizer_json.bin", std::ios::binary) << tokenizer_json_seed();
 }
 
 }  // namespace

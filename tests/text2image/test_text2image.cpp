@@ -449,3 +449,35 @@ TEST_CASE("text2image: a PipelineFolder names every part a pipeline folder lacks
   CHECK(xl.is_sdxl());
   CHECK(xl.prompt_options(768, 1024).time_ids().equal(torch::tensor({768.f, 1024.f, 0.f, 0.f, 768.f, 1024.f})));
 }
+
+TEST_CASE("[cuda] a OneStepUNet on the GPU matches the CPU, in float32 and under bfloat16 autocast", "[text2image][cuda]") {
+  if (!torch::cuda::is_available()) {
+    WARN("no CUDA device: skipped");
+    return;
+  }
+  at::globalContext().setAllowTF32CuDNN(false);
+  at::globalContext().setAllowTF32CuBLAS(false);
+  torch::manual_seed(6);
+  const auto config = dm::UNet2DConditionConfig::from_json(tiny_unet_json());
+  dm::UNet2DConditionModel unet(config);
+  di::DiscreteVPSchedule schedule;
+  t2i::OneStepUNet cpu(unet, schedule, t2i::OneStepUNetOptions().prediction(dm::Prediction::kV));
+  cpu->eval();
+  const auto z = torch::randn({2, 4, 8, 8});
+  dm::TextCondition c(torch::randn({2, 5, 12}));
+  torch::NoGradGuard ng;
+  const auto expected = cpu->forward(z, c);
+  dm::UNet2DConditionModel gpu_unet(config);
+  for (const auto& p : unet->named_parameters()) gpu_unet->named_parameters()[p.key()].copy_(p.value());
+  gpu_unet->to(torch::kCUDA);
+  t2i::OneStepUNet gpu(gpu_unet, schedule, t2i::OneStepUNetOptions().prediction(dm::Prediction::kV));
+  gpu->eval();
+  dm::TextCondition gc(c.encoder_hidden_states.to(torch::kCUDA));
+  const auto got = gpu->forward(z.to(torch::kCUDA), gc);
+  CHECK(got.is_cuda());
+  CHECK(torch::allclose(got.cpu(), expected, 1e-4, 1e-4));
+  di::AutocastScope autocast(di::Precision::kBFloat16, torch::Device(torch::kCUDA));
+  const auto bf = gpu->forward(z.to(torch::kCUDA), gc);
+  CHECK(bf.scalar_type() == torch::kFloat);  // x0 in z's dtype: only the UNet ran in bfloat16
+  CHECK(((bf.cpu() - expected).abs().max() / expected.abs().max()).item<double>() < 5e-2);
+}
