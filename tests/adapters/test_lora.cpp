@@ -7,6 +7,7 @@
 
 #include <diffinstruct/adapters/lora.hpp>
 #include <diffinstruct/adapters/lora_file.hpp>
+#include <diffinstruct/models/clip_text.hpp>
 #include <diffinstruct/models/unet2d_condition.hpp>
 
 #include <catch2/catch.hpp>
@@ -314,6 +315,69 @@ TEST_CASE("#15 LoRA files: diffusers' names and metadata, an exact round trip, r
     CHECK(da::find_lora(*fresh).empty());
     CHECK_THROWS_WITH(da::load_lora(*fresh, tmp("missing.safetensors")), ContainsSubstring("cannot open"));
   }
+}
+
+TEST_CASE("#15 LoRA files for a pipeline: the UNet's and the text encoder's adapters in one file, flat or prefixed CLIP names",
+          "[adapters][lora][io]") {
+  auto ContainsSubstring = [](const std::string& s) { return Catch::Contains(s); };
+  torch::manual_seed(21);
+  dm::UNet2DConditionModel unet(tiny_unet_config());
+  dm::ClipTextConfig tc;
+  tc.vocab_size = 50;
+  tc.hidden_size = 12;
+  tc.intermediate_size = 24;
+  tc.num_hidden_layers = 2;
+  tc.num_attention_heads = 2;
+  tc.max_position_embeddings = 8;
+  tc.eos_token_id = 2;
+  tc.bos_token_id = 1;
+  dm::ClipTextModel text(tc);
+  auto unet_lora = da::add_lora(*unet, da::LoraOptions().rank(2).alpha(4));
+  auto text_lora = da::add_lora(*text, da::LoraOptions().rank(3).alpha(3).target_modules({"q_proj", "v_proj", "fc1"}));
+  randomize_b(unet_lora);
+  randomize_b(text_lora);
+  const auto path = tmp("pipeline_lora.safetensors");
+  da::save_lora({{"unet", unet_lora}, {"text_encoder", text_lora}}, path);
+  {
+    di::io::SafetensorsFile file(path);
+    CHECK(file.find("unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight") != nullptr);
+    CHECK(file.find("text_encoder.text_model.encoder.layers.1.mlp.fc1.lora_B.weight") != nullptr);
+    const auto meta = di::io::parse_json(file.metadata().at(da::kLoraMetadataKey), "metadata");
+    CHECK(meta.find("unet.r")->integer() == 2);
+    CHECK(meta.find("text_encoder.r")->integer() == 3);
+    // The text encoder's targets without text_model.: peft finds them in flat (transformers 5) and
+    // prefixed models alike.
+    const auto& targets = meta.find("text_encoder.target_modules")->array();
+    REQUIRE(targets.size() == 6);
+    for (const auto& t : targets) CHECK(t.string().rfind("encoder.layers.", 0) == 0);
+  }
+  const auto ids = torch::randint(3, 48, {2, 8}, torch::kLong);
+  torch::NoGradGuard no_grad;
+  const auto want = text->forward(ids).last_hidden_state;
+  // Each part loads onto a fresh model, the other part left alone.
+  dm::ClipTextModel fresh_text(tc);
+  for (const auto& p : text->named_parameters()) {
+    if (p.key().find("lora_") == std::string::npos) fresh_text->named_parameters()[p.key()].copy_(p.value());
+  }
+  CHECK(da::load_lora(*fresh_text, path, "text_encoder").size() == 6);
+  CHECK(fresh_text->forward(ids).last_hidden_state.equal(want));
+  auto fresh_unet = copy_of(unet);
+  CHECK(da::load_lora(*fresh_unet, path).size() == unet_lora.size());
+  // A file with transformers 5's flat names (no text_model.) loads with the canonical rename.
+  std::vector<std::pair<std::string, torch::Tensor>> flat;
+  for (const auto& [name, t] : text_lora.named_parameters()) flat.emplace_back("text_encoder." + name.substr(std::string("text_model.").size()), t);
+  const auto flat_path = tmp("flat_text_lora.safetensors");
+  di::io::write_safetensors(flat_path, flat);
+  dm::ClipTextModel flat_text(tc);
+  for (const auto& p : fresh_text->named_parameters()) {
+    if (p.key().find("lora_") == std::string::npos) flat_text->named_parameters()[p.key()].copy_(p.value());
+  }
+  CHECK_THROWS_WITH(da::load_lora(*flat_text, flat_path, "text_encoder"), ContainsSubstring("does not exist in the model"));
+  CHECK(da::find_lora(*flat_text).empty());
+  // (no metadata: alpha = rank, which this LoRA has)
+  CHECK(da::load_lora(*flat_text, flat_path, "text_encoder", da::LoraLoadOptions().rename(dm::clip_text_canonical_name)).size() == 6);
+  CHECK(flat_text->forward(ids).last_hidden_state.equal(want));
+  CHECK_THROWS_WITH(da::save_lora({{"unet", unet_lora}, {"unet", unet_lora}}, tmp("twice.safetensors")), ContainsSubstring("given twice"));
 }
 
 TEST_CASE("[cuda] LoRA adapters live on the base layer's device and follow its dtype rules", "[adapters][lora][cuda]") {

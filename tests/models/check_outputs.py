@@ -5,7 +5,8 @@
 1. Every exported UNet folder (EXPORT_DIR/unet_*) loads with diffusers' from_pretrained and, in
    float32, reproduces the output C++ computed from the same folder (cpp_output.safetensors).
 2. The LoRA C++ saved (EXPORT_DIR/lora_cpp) loads with a pipeline's load_lora_weights onto the sd15
-   UNet and reproduces the output C++ computed with it.
+   UNet and reproduces the output C++ computed with it; so does the pipeline file with the text
+   encoder's adapters too (EXPORT_DIR/lora_cpp_pipeline) on the text encoder.
 3. di_run_model's outputs (RUN_DIR/<model>.safetensors) match diffusers' recorded outputs.
 Tolerance: 1e-5 relative (‖a − b‖₂ / ‖b‖₂). Prints one table row per check; exits 1 on a miss.
 """
@@ -44,6 +45,29 @@ def lora_from_cpp(fixtures, exports):
     return with_lora
 
 
+def text_lora_from_cpp(fixtures, exports):
+    """The pipeline file C++ wrote (EXPORT_DIR/lora_cpp_pipeline: the UNet's and the text encoder's
+    adapters) loads with load_lora_weights onto a pipeline's UNet and transformers 5's (flat)
+    CLIPTextModel, whose output is then what C++ computed with the adapters (and, unloaded, another)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline
+    from transformers import CLIPTextModel
+    pipe = StableDiffusionPipeline(vae=AutoencoderKL.from_pretrained(os.path.join(fixtures, "vae")),
+                                   text_encoder=CLIPTextModel.from_pretrained(os.path.join(fixtures, "clip_text")).eval(), tokenizer=None,
+                                   unet=UNet2DConditionModel.from_pretrained(os.path.join(fixtures, "sd15")).eval(), scheduler=DDIMScheduler(),
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    folder = os.path.join(exports, "lora_cpp_pipeline")
+    rec = load_file(os.path.join(folder, "cpp_text_output.safetensors"))
+    pipe.load_lora_weights(folder)
+    assert any("lora" in n for n, _ in pipe.text_encoder.named_parameters()), "no adapter reached the text encoder"
+    with torch.no_grad():
+        out = pipe.text_encoder(rec["input_ids"])
+        err = max(rel(rec["last_hidden_state"], out.last_hidden_state), rel(rec["pooler_output"], out.pooler_output))
+        pipe.unload_lora_weights()
+        base = pipe.text_encoder(rec["input_ids"]).last_hidden_state
+    assert rel(rec["last_hidden_state"], base) > 1e-3, "the text encoder's LoRA changed nothing"
+    return err
+
+
 def main():
     fixtures, exports, runs = sys.argv[1:4]
     torch.set_num_threads(1)
@@ -59,6 +83,8 @@ def main():
             out = model(rec["input.sample"], rec["input.timestep"], rec["input.encoder_hidden_states"]).sample
         rows.append((f"export {name} -> diffusers from_pretrained", rel(rec["sample"], out)))
     rows.append(("LoRA saved by C++ -> pipeline.load_lora_weights (sd15, rank 3, alpha 6)", lora_from_cpp(fixtures, exports)))
+    rows.append(("text-encoder LoRA saved by C++ (a pipeline file) -> pipeline.load_lora_weights (rank 2, alpha 4)",
+                 text_lora_from_cpp(fixtures, exports)))
     for model_name in ("sd15", "sdxl", "vae"):
         path = os.path.join(runs, model_name + ".safetensors")
         expected = load_file(os.path.join(fixtures, model_name, "expected.safetensors"))

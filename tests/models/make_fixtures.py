@@ -263,11 +263,14 @@ def clip_reward_fixture(out_dir, batch=2):
 
 
 LORA = dict(r=4, lora_alpha=8, target_modules=["to_q", "to_k", "to_v", "to_out.0", "proj_in", "conv1"])
+# The text encoder's: attention projections (diffusers' default for text-encoder LoRAs) and the MLP's fc1, rank 2.
+TEXT_LORA = dict(r=2, lora_alpha=3, target_modules=["q_proj", "k_proj", "v_proj", "out_proj", "fc1"])
 
 
 def lora_fixture(out_dir):
-    """A peft LoRA on the sd15 UNet (random A and B), saved with diffusers' save_lora_weights, and
-    what the adapted UNet computes: output, input gradients and the adapters' gradients."""
+    """A peft LoRA on the sd15 UNet and one on the clip_text text encoder (random A and B), saved
+    together with diffusers' save_lora_weights, and what the adapted models compute: outputs, the
+    UNet's input gradients and every adapter's gradients."""
     from diffusers import StableDiffusionPipeline
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
@@ -281,8 +284,33 @@ def lora_fixture(out_dir):
             if "lora_B" in name:
                 p.normal_(0, 0.1)  # B starts at zero; a trained one does not
     folder = os.path.join(out_dir, "lora_py")
+    # The text encoder's adapters go into the same file, under "text_encoder.", as a pipeline's do.
+    # peft injects them itself: transformers 5.24's own add_adapter wants peft >= 0.22, which PyPI
+    # does not have yet. transformers 5's CLIPTextModel is flat (no text_model. prefix), so the file's
+    # names are too, as a LoRA trained with it today would be.
+    import transformers
+    from peft import inject_adapter_in_model
+    text = transformers.CLIPTextModel.from_pretrained(os.path.join(out_dir, "clip_text")).eval()
+    text.requires_grad_(False)
+    text_config = LoraConfig(**TEXT_LORA, init_lora_weights="gaussian")
+    inject_adapter_in_model(text_config, text)
+    torch.manual_seed(6)
+    with torch.no_grad():
+        for name, p in text.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    text_layers = {n.replace(".default", ""): p.detach() for n, p in text.named_parameters() if "lora_" in n}
     StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(unet),
-                                              unet_lora_adapter_metadata=unet.peft_config["default"].to_dict())
+                                              text_encoder_lora_layers=text_layers,
+                                              unet_lora_adapter_metadata=unet.peft_config["default"].to_dict(),
+                                              text_encoder_lora_adapter_metadata=text_config.to_dict())
+    text_in = load_file(os.path.join(out_dir, "clip_text", "inputs.safetensors"))
+    out = text(text_in["input_ids"])
+    outputs = {"last_hidden_state": out.last_hidden_state, "pooler_output": out.pooler_output}
+    sum((outputs[k] * text_in[f"cot.{k}"]).sum() for k in outputs).backward()
+    text_expected = {f"out.{k}": v.detach().contiguous() for k, v in outputs.items()}
+    text_expected.update({f"grad.param.{n.replace('.default', '')}": p.grad for n, p in text.named_parameters() if p.grad is not None})
+    save_file(text_expected, os.path.join(folder, "expected_text_encoder.safetensors"))
     inputs = load_file(os.path.join(out_dir, "sd15", "inputs.safetensors"))
     sample = inputs["sample"].clone().requires_grad_(True)
     out = unet(sample, inputs["timestep"], inputs["encoder_hidden_states"]).sample
@@ -290,7 +318,7 @@ def lora_fixture(out_dir):
     expected = {"out.sample": out.detach(), "grad.input.sample": sample.grad}
     expected.update({f"grad.param.{n.replace('.default', '')}": p.grad for n, p in unet.named_parameters() if p.grad is not None})
     save_file(expected, os.path.join(folder, "expected.safetensors"))
-    return sum(p.numel() for n, p in unet.named_parameters() if "lora_" in n)
+    return sum(p.numel() for n, p in unet.named_parameters() if "lora_" in n) + sum(p.numel() for n, p in text.named_parameters() if "lora_" in n)
 
 
 def main():

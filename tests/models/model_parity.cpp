@@ -302,6 +302,28 @@ void lora_parity(const fs::path& fixtures, const fs::path& out_dir) {
   row("sd15 + peft LoRA", "grad, input", gin, kGradTol);
   row("sd15 + peft LoRA", "grad, every adapter", gparam, kGradTol);
 
+  // The text encoder's adapters, in the same file under "text_encoder." (the UNet's load left them alone).
+  auto text = di::models::load_clip_text((fixtures / "clip_text").string());
+  // (transformers 5 names the modules without text_model.: the rename puts it back)
+  auto text_lora = di::adapters::load_lora(*text, (fixtures / "lora_py" / "pytorch_lora_weights.safetensors").string(), "text_encoder",
+                                           di::adapters::LoraLoadOptions().rename(di::models::clip_text_canonical_name));
+  TORCH_CHECK(text_lora.size() == 3 * 5, "text encoder LoRA: expected 15 adapted layers (3 layers x q, k, v, out, fc1), got ", text_lora.size());
+  di::io::SafetensorsFile text_in((fixtures / "clip_text" / "inputs.safetensors").string());
+  di::io::SafetensorsFile text_expected((fixtures / "lora_py" / "expected_text_encoder.safetensors").string());
+  const auto text_out = text->forward(text_in.read("input_ids"));
+  Worst tfwd, tgrad;
+  tfwd.add(rel_error(text_out.last_hidden_state, text_expected.read("out.last_hidden_state")), "last_hidden_state");
+  tfwd.add(rel_error(text_out.pooler_output, text_expected.read("out.pooler_output")), "pooler_output");
+  ((text_out.last_hidden_state * text_in.read("cot.last_hidden_state")).sum() + (text_out.pooler_output * text_in.read("cot.pooler_output")).sum())
+      .backward();
+  for (const auto& [name, p] : text_lora.named_parameters()) {
+    TORCH_CHECK(p.grad().defined(), "text encoder LoRA: no gradient for '", name, "'");
+    const std::string flat = name.rfind("text_model.", 0) == 0 ? name.substr(11) : name;  // transformers 5's names
+    tgrad.add(rel_error(p.grad(), text_expected.read("grad.param." + flat)), name);
+  }
+  row("clip_text + peft LoRA (save_lora_weights -> load_lora, prefix text_encoder)", "forward (last, pooled)", tfwd, kForwardTol);
+  row("clip_text + peft LoRA", "grad, every adapter", tgrad, kGradTol);
+
   auto base = di::models::load_unet((fixtures / "sd15").string());
   auto mine = di::adapters::add_lora(*base, di::adapters::LoraOptions().rank(3).alpha(6).target_modules({"to_q", "to_v", "to_out.0", "conv2", "time_emb_proj"}));
   {
@@ -309,10 +331,24 @@ void lora_parity(const fs::path& fixtures, const fs::path& out_dir) {
     torch::manual_seed(9);
     for (const auto& e : mine.layers()) e.second->lora_B().normal_(0, 0.1);
   }
-  const fs::path dir = out_dir / "lora_cpp";
+  auto text_base = di::models::load_clip_text((fixtures / "clip_text").string());
+  auto text_mine = di::adapters::add_lora(*text_base, di::adapters::LoraOptions().rank(2).alpha(4).target_modules({"q_proj", "v_proj", "out_proj", "fc2"}));
+  {
+    torch::NoGradGuard ng;
+    torch::manual_seed(10);
+    for (const auto& e : text_mine.layers()) e.second->lora_B().normal_(0, 0.1);
+  }
+  const fs::path dir = out_dir / "lora_cpp", pipeline_dir = out_dir / "lora_cpp_pipeline";
   fs::create_directories(dir);
+  fs::create_directories(pipeline_dir);
   di::adapters::save_lora(mine, (dir / "pytorch_lora_weights.safetensors").string());
+  // One file for the pipeline, as diffusers writes it: the UNet's and the text encoder's adapters.
+  di::adapters::save_lora({{"unet", mine}, {"text_encoder", text_mine}}, (pipeline_dir / "pytorch_lora_weights.safetensors").string());
   torch::NoGradGuard ng;
+  const auto text_out_mine = text_base->forward(text_in.read("input_ids"));
+  di::io::write_safetensors((pipeline_dir / "cpp_text_output.safetensors").string(),
+                            {{"last_hidden_state", text_out_mine.last_hidden_state}, {"pooler_output", text_out_mine.pooler_output},
+                             {"input_ids", text_in.read("input_ids")}});
   di::io::write_safetensors((dir / "cpp_output.safetensors").string(),
                             {{"sample", base->forward(in.read("sample"), in.read("timestep"), c)}, {"input.sample", in.read("sample")},
                              {"input.timestep", in.read("timestep")}, {"input.encoder_hidden_states", in.read("encoder_hidden_states")}});

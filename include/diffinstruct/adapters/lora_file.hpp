@@ -11,6 +11,7 @@
 ///
 /// Example:
 ///   adapters::save_lora(lora, "out/pytorch_lora_weights.safetensors");         // prefix "unet"
+///   adapters::save_lora({{"unet", unet_lora}, {"text_encoder", text_lora}}, path);   // a pipeline's adapters
 ///   auto lora = adapters::load_lora(*unet, "pytorch_lora_weights.safetensors");  // adds the adapters
 
 #include <diffinstruct/adapters/lora.hpp>
@@ -20,6 +21,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <string>
@@ -52,9 +55,13 @@ inline std::string lora_metadata_json(const Lora& lora, const std::string& prefi
   const auto& first = *lora.layers().front().second;
   std::string targets, ranks, alphas;
   for (const auto& [name, layer] : lora.layers()) {
-    targets += (targets.empty() ? "" : ", ") + io::json_quote(name);
-    if (layer->rank() != first.rank()) ranks += (ranks.empty() ? "" : ", ") + io::json_quote(name) + ": " + std::to_string(layer->rank());
-    if (layer->alpha() != first.alpha()) alphas += (alphas.empty() ? "" : ", ") + io::json_quote(name) + ": " + detail::json_number(layer->alpha());
+    // transformers 5's CLIP text models are flat (no text_model.), older ones are not; peft matches a
+    // target as a dotted suffix, so the name without text_model. finds the layer in both. (The
+    // tensor names keep it: diffusers drops it for a flat model.)
+    const std::string target = name.rfind("text_model.", 0) == 0 ? name.substr(11) : name;
+    targets += (targets.empty() ? "" : ", ") + io::json_quote(target);
+    if (layer->rank() != first.rank()) ranks += (ranks.empty() ? "" : ", ") + io::json_quote(target) + ": " + std::to_string(layer->rank());
+    if (layer->alpha() != first.alpha()) alphas += (alphas.empty() ? "" : ", ") + io::json_quote(target) + ": " + detail::json_number(layer->alpha());
   }
   auto key = [&](const char* k) { return io::json_quote(detail::with_prefix(prefix, k)); };
   std::string j = "{";
@@ -70,22 +77,39 @@ inline std::string lora_metadata_json(const Lora& lora, const std::string& prefi
   return j + "}";
 }
 
-/// Writes the adapters of `lora` (float32 unless `dtype` says otherwise) to `path` with names and
-/// metadata diffusers loads; atomic (a temporary file renamed into place). A merged adapter is
+/// Writes the adapters of several models into one file, each under its prefix (a pipeline's file:
+/// {"unet", unet_lora}, {"text_encoder", text_lora}), float32 unless `dtype` says otherwise, with names
+/// and metadata diffusers loads; atomic (a temporary file renamed into place). A merged adapter is
 /// written too (its A and B are what it is).
-inline void save_lora(const Lora& lora, const std::string& path, const std::string& prefix = "unet",
+inline void save_lora(const std::vector<std::pair<std::string, Lora>>& parts, const std::string& path,
                       c10::optional<c10::ScalarType> dtype = c10::nullopt) {
-  TORCH_CHECK(!lora.empty(), "diffinstruct::adapters::save_lora: the LoRA has no layers (nothing to save to '", path, "')");
+  TORCH_CHECK(!parts.empty(), "diffinstruct::adapters::save_lora: nothing to save to '", path, "'");
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (const auto& [name, t] : lora.named_parameters()) {
-    auto cpu = t.detach().to(torch::kCPU);
-    if (dtype) cpu = cpu.to(*dtype);
-    tensors.emplace_back(detail::with_prefix(prefix, name), cpu.contiguous());
+  std::string meta;
+  std::vector<std::string> prefixes;
+  for (const auto& [prefix, lora] : parts) {
+    TORCH_CHECK(!lora.empty(), "diffinstruct::adapters::save_lora: the LoRA under '", prefix, "' has no layers (nothing to save to '", path, "')");
+    TORCH_CHECK(std::find(prefixes.begin(), prefixes.end(), prefix) == prefixes.end(), "diffinstruct::adapters::save_lora: the prefix '", prefix,
+                "' is given twice");
+    prefixes.push_back(prefix);
+    for (const auto& [name, t] : lora.named_parameters()) {
+      auto cpu = t.detach().to(torch::kCPU);
+      if (dtype) cpu = cpu.to(*dtype);
+      tensors.emplace_back(detail::with_prefix(prefix, name), cpu.contiguous());
+    }
+    const std::string j = lora_metadata_json(lora, prefix);  // "{...}": the members go into one object
+    meta += (meta.empty() ? "" : ", ") + j.substr(1, j.size() - 2);
   }
-  std::map<std::string, std::string> metadata{{"format", "pt"}, {kLoraMetadataKey, lora_metadata_json(lora, prefix)}};
+  std::map<std::string, std::string> metadata{{"format", "pt"}, {kLoraMetadataKey, "{" + meta + "}"}};
   io::replace_file_atomically(
       path, [&](const std::string& tmp) { io::write_safetensors(tmp, tensors, metadata, /*checksums=*/false, /*durable=*/true); }, 1,
       "LoRA file '" + path + "'");
+}
+
+/// Writes the adapters of one model under `prefix` ("unet"; "text_encoder" for a CLIP text model).
+inline void save_lora(const Lora& lora, const std::string& path, const std::string& prefix = "unet",
+                      c10::optional<c10::ScalarType> dtype = c10::nullopt) {
+  save_lora(std::vector<std::pair<std::string, Lora>>{{prefix, lora}}, path, dtype);
 }
 
 /// How load_lora() builds what the file holds.
@@ -96,6 +120,10 @@ struct LoraLoadOptions {
   TORCH_ARG(bool, freeze_base) = true;
   /// Dropout of the adapters built (the file does not say how it was trained).
   TORCH_ARG(double, dropout) = 0;
+  /// Maps a module name of the file to the model's (identity when unset). A text encoder's LoRA saved
+  /// with transformers 5 names its modules without the `text_model.` prefix that older files and
+  /// models::ClipTextModel have: load it with `.rename(models::clip_text_canonical_name)`.
+  TORCH_ARG(std::function<std::string(const std::string&)>, rename) = nullptr;
 };
 
 namespace detail {
@@ -164,6 +192,7 @@ inline Lora load_lora(torch::nn::Module& model, const std::string& path, const s
     TORCH_CHECK(!module.empty(), where, ": tensor '", e.name, "' is not a LoRA weight in diffusers' peft format (<module>.lora_A.weight / "
                 ".lora_B.weight); files in the kohya or the old attention-processor format need converting with diffusers first");
     TORCH_CHECK(c10::isFloatingType(e.dtype), where, ": tensor '", e.name, "' has dtype ", e.dtype, ", expected a floating type");
+    if (o.rename()) module = o.rename()(module);
     auto& layer = by_module[module];
     if (layer.module.empty()) {
       layer.module = module;
