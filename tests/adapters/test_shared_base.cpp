@@ -55,7 +55,8 @@ di::DiStarTrainerOptions options(int64_t assistant_steps) {
       .alpha_rew(0.1)
       .seed(5)
       .generator_max_grad_norm(0)  // compare the gradients themselves
-      .assistant_max_grad_norm(0);
+      .assistant_max_grad_norm(0)
+      .release_gradients(false);   // kept after the step, to be compared
 }
 
 template <class Teacher, class Guidance>

@@ -144,6 +144,7 @@ Run run_unet_trainer(bool checkpointed, int steps, int64_t assistant_steps) {
           .seed(5)
           .generator_max_grad_norm(0)  // compare the gradients themselves
           .assistant_max_grad_norm(0)
+          .release_gradients(false)    // kept after the step, to be compared
           .checkpoint_generator(checkpointed)
           .checkpoint_teacher(checkpointed)
           .checkpoint_assistant(checkpointed)

@@ -1,7 +1,10 @@
 // Gradient accumulation (DiStarTrainerOptions::micro_batches): n micro-batches of B/n make the same
 // update as one batch of B (up to float round-off), with checkpointing too, communicate once per
-// update under data parallel, and keep less memory live.
+// update under data parallel, and keep less memory live. And release_gradients: the same
+// trajectory with fewer bytes at the peak.
 #include "tiny_trainer.hpp"
+
+#include <diffinstruct/memory/counting_allocator.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -108,4 +111,33 @@ TEST_CASE("micro_batches is validated and need not match on resume", "[trainer][
   b->fit(2);
   CHECK(max_relative(b->generator_parameters(), a->generator_parameters()) <= 1e-6);
   std::remove(path.c_str());
+}
+
+TEST_CASE("release_gradients: no role holds gradients between updates, the same trajectory, fewer bytes at the peak",
+          "[trainer][memory]") {
+  static auto& counter = *new di::CountingCpuAllocator();  // never destroyed: tensors it counted may outlive the test
+  std::vector<torch::Tensor> after[2];
+  int64_t peak[2] = {0, 0}, trained = 0;
+  for (const bool release : {false, true}) {
+    di::CpuAllocationScope scope(counter);
+    const int64_t start = counter.live_bytes();
+    auto trainer = tiny::make(7, di::DiStarTrainerOptions().batch_size(64).release_gradients(release), 512);
+    trainer->step();  // Adam's moments
+    counter.reset_peak();
+    trainer->step();
+    trainer->step();
+    peak[release] = counter.peak_bytes() - start;
+    for (const auto& p : trainer->generator_parameters()) {
+      CHECK(p.grad().defined() == !release);
+      after[release].push_back(p.detach().clone());
+    }
+    for (const auto& p : trainer->assistant_parameters()) CHECK(p.grad().defined() == !release);
+    trained = 0;
+    for (const auto& p : trainer->assistant_parameters()) trained += p.numel();
+  }
+  for (size_t i = 0; i < after[0].size(); ++i) CHECK(after[0][i].equal(after[1][i]));  // bit for bit
+  WARN("tiny MLP (512 wide): run peak " << peak[0] << " bytes keeping gradients, " << peak[1] << " releasing them ("
+                                         << trained << " trained assistant parameters)");
+  CHECK(peak[0] - peak[1] >= 4 * trained);  // at least the assistant's gradients are gone at the generator phase's peak
+  CHECK(di::DiStarTrainerOptions().release_gradients());
 }

@@ -691,6 +691,7 @@ class DiStarTrainer {
     }
     assistant_scaler_.update(/*overflow=*/false);
     if (!guarded_step(*assistant_opt_, assistant_opt_kind_, assistant_params_, stats, kAssistantPhase, loss_value, norm)) return std::nan("");
+    release_gradients(assistant_params_);
     return loss_value;
   }
 
@@ -841,6 +842,13 @@ class DiStarTrainer {
       return;
     }
     if (ema_decay_on()) ema_.update(generator_params_);
+    release_gradients(generator_params_);
+  }
+
+  /// After an optimizer step: the gradients are spent (release_gradients).
+  void release_gradients(const std::vector<torch::Tensor>& params) {
+    if (!options_.release_gradients()) return;
+    for (auto& p : params) p.mutable_grad() = torch::Tensor();
   }
 
   GeneratorT generator_;

@@ -115,6 +115,13 @@ struct DiStarTrainerOptions {
   /// the CPU (a counting allocator for the step), the caching allocator's statistics on CUDA (with
   /// the CUDA extension). Not part of the run definition.
   TORCH_ARG(bool, measure_memory) = false;
+  /// Drop each network's gradients once its optimizer has stepped (the next update computes new
+  /// ones), so that no role holds gradients between its updates: the generator's backward then
+  /// holds neither the assistant's gradients nor its own previous ones, 4 bytes per trained
+  /// parameter of each role fewer at the step's peak (docs/memory.md). Off: the gradients stay in
+  /// the parameters' grad() until the next update, for inspecting them after step(). Not part of
+  /// the run definition.
+  TORCH_ARG(bool, release_gradients) = true;
 
   /// Whether the losses are scaled under these options.
  public:
