@@ -18,7 +18,9 @@
 // generator (the teacher's UNet at t = 999) train with CFG inside (scale 4.5), pseudo-Huber, no reward.
 //
 //   bench_memory [--widths 32,64,96] [--sizes 16,32] [--batch 1] [--seq 77] [--configs LIST] [--steps 2]
-//                [--threads N] [--lora-rank 16] [--json FILE]
+//                [--threads N] [--lora-rank 16] [--keep-gradients] [--json FILE]
+// --keep-gradients keeps each network's gradients after its update (release_gradients(false)), to
+// measure what releasing them saves.
 //
 // For each run it reports the parameters of one UNet, peak_bytes: the most bytes live at once over the
 // whole run (the three UNets, gradients, Adam's moments, the step's activations: everything allocated
@@ -75,6 +77,7 @@ struct Result {
 };
 
 int64_t g_lora_rank = 16;
+bool g_keep_gradients = false;  // --keep-gradients: release_gradients(false), the trainer's behaviour before it existed
 
 using Denoiser = di::Denoiser<dm::UNet2DConditionModel, di::EpsPrediction>;
 using SharedTeacher = di::Denoiser<di::adapters::SharedBaseTeacher<dm::UNet2DConditionModel>, di::EpsPrediction>;
@@ -94,7 +97,8 @@ void train(Result& r, OneStep generator, Teacher teacher, Denoiser assistant, bo
                   .batch_size(batch)
                   .ema_decay(0)
                   .precision(bf16 ? di::Precision::kBFloat16 : di::Precision::kFloat32)
-                  .measure_memory(true));
+                  .measure_memory(true)
+                  .release_gradients(!g_keep_gradients));
   std::vector<double> ms;
   for (int i = 0; i < steps; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -195,9 +199,10 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::atoi(next().c_str());
     else if (a == "--json") json = next();
     else if (a == "--lora-rank") g_lora_rank = std::atoll(next().c_str());
+    else if (a == "--keep-gradients") g_keep_gradients = true;
     else {
       std::fprintf(stderr, "usage: bench_memory [--widths 32,64,96] [--sizes 16,32] [--batch 1] [--seq 77] [--configs %s] [--steps 2] "
-                   "[--threads N] [--lora-rank 16] [--json FILE]\n", configs.c_str());
+                   "[--threads N] [--lora-rank 16] [--keep-gradients] [--json FILE]\n", configs.c_str());
       return 2;
     }
   }

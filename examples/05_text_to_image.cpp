@@ -232,39 +232,34 @@ void save_generator(Job& job, Trainer& trainer, const text_to_image::EvalSet& ev
   const Args& a = job.args;
   const fs::path out(a.out);
   const bool ema = a.ema > 0;
-  if (ema) trainer.ema().swap(trainer.generator_parameters());  // the EMA weights are what is saved
-  struct SwapBack {
-    Trainer* t;
-    ~SwapBack() {
-      if (t) t->ema().swap(t->generator_parameters());
+  {
+    if (ema) trainer.ema().swap(trainer.generator_parameters());  // the EMA weights are what is saved
+    struct SwapBack {
+      Trainer* t;
+      ~SwapBack() {
+        if (t) t->ema().swap(t->generator_parameters());
+      }
+    } swap_back{ema ? &trainer : nullptr};
+    if (!job.gen_lora.empty()) {
+      fs::create_directories(out / "generator_lora");
+      da::save_lora(job.gen_lora, (out / "generator_lora" / "pytorch_lora_weights.safetensors").string());
+    } else {
+      dm::save_pretrained(job.gen_unet, (out / "generator" / "unet").string());
     }
-  } swap_back{ema ? &trainer : nullptr};
-  if (!job.gen_lora.empty()) {
-    fs::create_directories(out / "generator_lora");
-    da::save_lora(job.gen_lora, (out / "generator_lora" / "pytorch_lora_weights.safetensors").string());
-  } else {
-    dm::save_pretrained(job.gen_unet, (out / "generator" / "unet").string());
   }
   fs::create_directories(out / "generator");
-  const auto& sc = job.pipe->scheduler();
   const std::string info = fmt::format(
       "{{\n  \"t_star\": {},\n  \"prediction_type\": \"{}\",\n  \"alpha\": {:.17g},\n  \"sigma\": {:.17g},\n  \"height\": {},\n  \"width\": {},\n"
       "  \"lora\": {},\n  \"ema\": {},\n  \"steps\": {},\n  \"teacher_scheduler\": \"{}\"\n}}\n",
       a.t_star, dm::prediction_name(job.generator->options().prediction()), job.generator->alpha(), job.generator->sigma(), job.height,
-      job.width, job.gen_lora.empty() ? "false" : "true", ema ? "true" : "false", trainer.step_count(), sc.class_name);
+      job.width, job.gen_lora.empty() ? "false" : "true", ema ? "true" : "false", trainer.step_count(), job.pipe->scheduler().class_name);
   di::io::write_text_file_atomically((out / "generator" / "one_step.json").string(), info, "one_step.json");
-  // The samples of exactly the saved weights (EMA swapped in above), taken in evaluation mode.
-  torch::NoGradGuard no_grad;
-  di::detail::EvalModeScope eval_mode({di::ModuleRef::of(job.generator)});
-  torch::Tensor x0;
-  {
-    di::AutocastScope autocast(job.precision, job.device);
-    x0 = job.generator->forward(eval.z, eval.condition).to(torch::kFloat);
-  }
+  // The samples of exactly the saved weights (the EMA's when there is one).
+  const auto x0 = trainer.sample(eval.z, eval.condition, /*use_ema=*/ema);
   std::string prompts;
   for (const auto& p : eval.prompts) prompts += p + "\n";
   di::io::write_safetensors((out / "eval_samples.safetensors").string(),
-                            {{"z", eval.z.to(torch::kCPU).contiguous()}, {"x0", x0.to(torch::kCPU).contiguous()},
+                            {{"z", eval.z.to(torch::kCPU).contiguous()}, {"x0", x0.to(torch::kCPU, torch::kFloat).contiguous()},
                              {"encoder_hidden_states", eval.condition.encoder_hidden_states.to(torch::kCPU, torch::kFloat).contiguous()}},
                             {{"seeds", std::to_string(eval.seeds)}, {"prompts", prompts}});
 }
