@@ -171,7 +171,6 @@ void load_models(Job& job) {
   job.reward.emplace(clip.vision, clip.logit_scale, job.vae);
 }
 
-
 int64_t count(const std::vector<torch::Tensor>& params) {
   int64_t n = 0;
   for (const auto& p : params) n += p.numel();
@@ -366,7 +365,11 @@ void run(const Args& args) {
   if (a.data_parallel) {
 #if DIFFINSTRUCT_EXAMPLE_DATA_PARALLEL
     const bool cuda = a.device.rfind("cuda", 0) == 0;
-    auto dp = di::DataParallel::from_env(di::DataParallelOptions().backend(cuda ? di::DistributedBackend::kNccl : di::DistributedBackend::kGloo));
+    // Rank 0 evaluates and writes the generator while the others wait at the next collective: give
+    // them time for that on a real model, not the default minute.
+    auto dp = di::DataParallel::from_env(di::DataParallelOptions()
+                                             .backend(cuda ? di::DistributedBackend::kNccl : di::DistributedBackend::kGloo)
+                                             .timeout(std::chrono::minutes(30)));
     job.rank = dp->rank();
     job.device = cuda ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(dp->local_rank())) : torch::Device(torch::kCPU);
     job.dp = dp;
