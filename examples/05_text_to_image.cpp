@@ -311,7 +311,7 @@ void train(Job& job, Teacher teacher, di::Denoiser<dm::UNet2DConditionModel, Par
   std::optional<MetricsCsv> csv;
   auto evaluate = [&](int64_t step) {
     const auto x0 = trainer.sample(eval.z, eval.condition, /*use_ema=*/a.ema > 0);
-    auto r = text_to_image::score_samples(x0, eval, *job.reward, job.vae);
+    auto r = text_to_image::score_samples(x0, eval, *job.reward);
     text_to_image::write_sample_grid((out / "samples" / fmt::format("step_{:06d}.png", step)).string(), r.images, eval,
                                      fmt::format("step {}: reward {:.3f}, CLIP score {:.2f}", step, r.reward, r.clip_score));
     return r;

@@ -7,7 +7,6 @@
 //               torchmetrics computes it), with the reward's CLIP model (not a held-out one)
 //   diversity   per prompt, the mean over pairs of seeds of 1 − cos(image_i, image_j) of the CLIP
 //               image embeddings, averaged over prompts (0: every seed gives the same image)
-#include <diffinstruct/models/autoencoder_kl.hpp>
 #include <diffinstruct/text2image/clip_reward.hpp>
 #include <diffinstruct/text2image/prompt_encoder.hpp>
 #include <diffinstruct/util/image_grid_png.hpp>
@@ -21,7 +20,6 @@
 namespace text_to_image {
 
 namespace t2i = diffinstruct::text2image;
-namespace dm = diffinstruct::models;
 
 struct EvalSet {
   std::vector<std::string> prompts;  // P prompts
@@ -60,11 +58,13 @@ struct EvalResult {
 };
 
 /// The metrics of samples `x0` (the generator's on `e`).
-inline EvalResult score_samples(const torch::Tensor& x0, const EvalSet& e, t2i::ClipReward& reward, dm::AutoencoderKL& vae) {
+inline EvalResult score_samples(const torch::Tensor& x0, const EvalSet& e, t2i::ClipReward& reward) {
   torch::NoGradGuard no_grad;
   EvalResult r;
   r.x0 = x0.to(torch::kCPU, torch::kFloat);
-  const auto image_embeds = reward.embed_images(x0).to(torch::kCPU, torch::kFloat);  // unit norm
+  const auto pixels = reward.decode(x0);  // once: for the embeddings and for the grid
+  r.images = pixels.to(torch::kCPU, torch::kFloat);
+  const auto image_embeds = reward.embed_pixels(pixels).to(torch::kCPU, torch::kFloat);  // unit norm
   const auto text = e.condition.reward_text_embeds.to(torch::kCPU, torch::kFloat);
   const auto cos = (image_embeds * text).sum(-1);
   r.reward = reward.scale() * cos.mean().item<double>();
@@ -75,8 +75,6 @@ inline EvalResult score_samples(const torch::Tensor& x0, const EvalSet& e, t2i::
     const double pairs = static_cast<double>(e.seeds * (e.seeds - 1));
     r.diversity = ((1 - gram).sum({1, 2}) / pairs).mean().item<double>();  // the diagonal's 1 − 1 = 0 adds nothing
   }
-  const auto vae_dtype = vae->parameters().front().scalar_type();
-  r.images = vae->decode_latents(x0.to(vae_dtype)).to(torch::kCPU, torch::kFloat);
   return r;
 }
 

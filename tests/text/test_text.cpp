@@ -197,6 +197,8 @@ TEST_CASE("text: hostile tokenizer files are refused by name", "[text][hostile]"
   refuses([&] { dt::ClipTokenizer::from_folder(dir.string()); }, "this is another tokenizer");
   write(dir / "tokenizer.json", R"({"model": {"type": "BPE", "end_of_word_suffix": "</w>", "vocab": )" + vocab + R"(, "merges": [["c a", "t"]]}})");
   refuses([&] { dt::ClipTokenizer::from_folder(dir.string()); }, "the merge token \"c a\" is empty or holds white space");
+  write(dir / "tokenizer.json", R"({"model": {"type": "BPE", "end_of_word_suffix": "</w>", "vocab": )" + vocab + R"(, "merges": ["c a\nd o"]}})");
+  refuses([&] { dt::ClipTokenizer::from_folder(dir.string()); }, "holds a line break, which no CLIP merge does");
   write(dir / "tokenizer.json", "{}");  // vocab.json + merges.txt win over tokenizer.json
   write(dir / "vocab.json", vocab);
   write(dir / "merges.txt", kMerges);

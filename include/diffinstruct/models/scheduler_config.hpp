@@ -16,7 +16,7 @@
 ///   if (sc.prediction == models::Prediction::kV) ...
 
 #include <diffinstruct/io/json.hpp>
-#include <diffinstruct/models/config_reader.hpp>
+#include <diffinstruct/io/small_file.hpp>
 #include <diffinstruct/schedules/discrete_vp.hpp>
 
 #include <string>
@@ -83,10 +83,10 @@ inline SchedulerConfig parse_scheduler_config(const std::string& json_text, cons
   TORCH_CHECK(steps >= 2 && steps <= 100000 && steps == static_cast<double>(static_cast<int64_t>(steps)), "diffinstruct::models: ", what,
               ": num_train_timesteps must be an integer in [2, 100000], got ", steps);
   out.options.num_train_timesteps(static_cast<int64_t>(steps));
-  const int64_t last = out.options.num_train_timesteps() - 1;
-  // The library's generator range is DMD2's 20..980 of 1000; a shorter table scales it.
-  out.options.generator_range(TimeRange{0.02 * static_cast<double>(last + 1), 0.98 * static_cast<double>(last + 1)});
-  out.options.assistant_range(TimeRange{0, static_cast<double>(last)});
+  // The library's generator range is DMD2's 20..980 of 1000; another table length scales it.
+  const double n = steps;
+  out.options.generator_range(TimeRange{0.02 * n, 0.98 * n});
+  out.options.assistant_range(TimeRange{0, n - 1});
   if (const auto* tb = root.find("trained_betas"); tb != nullptr && !tb->is_null()) {
     TORCH_CHECK(false, "diffinstruct::models: ", what, ": trained_betas (an explicit beta table) is not implemented; expected null");
   }
@@ -95,8 +95,7 @@ inline SchedulerConfig parse_scheduler_config(const std::string& json_text, cons
     TORCH_CHECK(!z->boolean(), "diffinstruct::models: ", what, ": rescale_betas_zero_snr = true (a zero terminal SNR table) is not implemented");
   }
   out.prediction = parse_prediction(string("prediction_type", "epsilon"));
-  DiscreteVPSchedule check(out.options);  // refuses betas outside (0, 1) with the schedule's own message
-  (void)check;
+  DiscreteVPSchedule{out.options};  // refuses betas outside (0, 1) with the schedule's own message
   return out;
 }
 

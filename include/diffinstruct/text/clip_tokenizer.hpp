@@ -123,15 +123,16 @@ class ClipTokenizer {
                 ": the BPE model needs \"vocab\" (an object) and \"merges\" (an array)");
     std::string merges_txt;
     for (const auto& m : merges->array()) {
-      std::string a, b;
-      if (m.is_string()) {
-        merges_txt += m.string() + "\n";  // "a b": read_merges checks its shape
+      if (m.is_string()) {  // "a b": read_merges checks its shape, once it is one line
+        TORCH_CHECK(m.string().find_first_of("\n\r") == std::string::npos, "diffinstruct::text: ", what, ": the merge ",
+                    io::json_quote(m.string()), " holds a line break, which no CLIP merge does");
+        merges_txt += m.string() + "\n";
         continue;
       }
       TORCH_CHECK(m.is_array() && m.array().size() == 2 && m.array()[0].is_string() && m.array()[1].is_string(), "diffinstruct::text: ", what,
                   ": a merge must be a pair of strings or \"a b\", got ", io::JsonValue::kind_name(m.kind()));
-      a = m.array()[0].string();
-      b = m.array()[1].string();
+      const std::string& a = m.array()[0].string();
+      const std::string& b = m.array()[1].string();
       for (const std::string* t : {&a, &b})
         TORCH_CHECK(!t->empty() && t->find_first_of(" \n\r") == std::string::npos, "diffinstruct::text: ", what, ": the merge token ",
                     io::json_quote(*t), " is empty or holds white space, which no CLIP token does");

@@ -57,14 +57,20 @@ class ClipReward {
 
   /// Unit-norm image embeddings [B, E] of x0 (latents with a VAE, else pixels in [−1, 1]), in float32
   /// (float64 for a float64 x0): the models may run in a reduced dtype, the similarity does not.
-  torch::Tensor embed_images(const torch::Tensor& x0) {
-    const auto out_dtype = x0.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
-    auto pixels = x0;
-    if (vae_) {
-      TORCH_CHECK(x0.size(1) == vae_->config().latent_channels, "diffinstruct::ClipReward: the VAE decodes ", vae_->config().latent_channels,
-                  "-channel latents; x0 has ", x0.size(1), " channels");
-      pixels = vae_->decode_latents(x0.to(dtype_of(*vae_)));
-    }
+  torch::Tensor embed_images(const torch::Tensor& x0) { return embed_pixels(decode(x0)); }
+
+  /// x0 as pixels in [−1, 1] (roughly; not clamped): decoded by the VAE, or x0 itself without one.
+  torch::Tensor decode(const torch::Tensor& x0) {
+    if (!vae_) return x0;
+    TORCH_CHECK(x0.size(1) == vae_->config().latent_channels, "diffinstruct::ClipReward: the VAE decodes ", vae_->config().latent_channels,
+                "-channel latents; x0 has ", x0.size(1), " channels");
+    return vae_->decode_latents(x0.to(dtype_of(*vae_)));
+  }
+
+  /// Unit-norm image embeddings [B, E] of pixels in [−1, 1] (what decode() gives), in float32
+  /// (float64 for float64 pixels).
+  torch::Tensor embed_pixels(const torch::Tensor& pixels) {
+    const auto out_dtype = pixels.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
     const auto images = (pixels.to(out_dtype) / 2 + 0.5).clamp(0, 1);
     const auto pixel_values = models::clip_preprocess(images, vision_->config().image_size);
     const auto e = vision_->forward(pixel_values.to(dtype_of(*vision_))).image_embeds.to(out_dtype);

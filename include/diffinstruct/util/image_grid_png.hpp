@@ -24,7 +24,9 @@ namespace detail {
 inline std::string fit_caption(const std::string& s, int pixels) {
   auto width = [](const std::string& t) { return stb_easy_font_width(const_cast<char*>(t.c_str())); };
   if (width(s) <= pixels) return s;
-  std::string cut = s;
+  // Every glyph is at least a pixel wide, so no more than `pixels` characters can fit: cutting there
+  // first keeps a megabyte-long prompt from costing a width measurement per character it loses.
+  std::string cut = s.substr(0, static_cast<size_t>(std::max(0, pixels)));
   while (!cut.empty() && width(cut + "...") > pixels) cut.pop_back();
   return cut + "...";
 }
