@@ -14,6 +14,7 @@
 //                                   machine's speed hits both cases of a round alike
 #include "trainer_step_models.hpp"
 
+#include <diffinstruct/util/error_report.hpp>
 #include <diffinstruct/util/threads.hpp>
 
 #include <benchmark/benchmark.h>
@@ -217,7 +218,7 @@ int main(int argc, char** argv) {
       return run_compare(compare.substr(0, comma), compare.substr(comma + 1), rounds, steps > 0 ? steps : 10);
     }
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s\n", e.what());
+    di::report_error("bench_trainer_step", e);
     return 2;
   }
   benchmark::AddCustomContext("torch_threads", std::to_string(used));

@@ -1,12 +1,13 @@
 // 01 — The proof that the losses are right, readable by anyone.
 //
-// On the Gaussian problem of MATH.md §5 (generator x0 = m + e^l z, Gaussian teacher, every score
+// On the Gaussian problem of docs/math.md §5 (generator x0 = m + e^l z, Gaussian teacher, every score
 // exact), prints for every divergence and every CFG placement the library's surrogate gradient
 // beside the divergence's true gradient, with Monte-Carlo standard errors, and a verdict. The last
 // block is the negative control: pseudo-Huber with d'(y) detached, which the same check must reject
 // (its scale gradient is wrong). Exit status 0 only if every real surrogate agrees and the control
 // is rejected.
 
+#include <diffinstruct/util/error_report.hpp>
 #include <diffinstruct/testing/gaussian_exactness.hpp>
 #include <diffinstruct/util/threads.hpp>
 
@@ -48,7 +49,7 @@ void print_row(const Row& row, double k) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run(int argc, char** argv) {
   CLI::App app{"Surrogate gradients of every DI* divergence versus the exact gradient on a Gaussian problem"};
   int64_t samples = 1 << 20;
   int64_t dim = 3;
@@ -67,7 +68,7 @@ int main(int argc, char** argv) {
   threads = di::use_threads(threads);
 
   const auto p = dt::GaussianProblem::make(dim);
-  fmt::print("diffinstruct {} — Gaussian exactness check (MATH.md §5)\n", di::kVersion);
+  fmt::print("diffinstruct {} — Gaussian exactness check (docs/math.md §5)\n", di::kVersion);
   fmt::print("D = {}, alpha_t = {:.4f}, sigma_t = {:.4f}, w = {:.3f}, generator scale e^l = {:.3f}, teacher s_c = {}, s_u = {}\n",
              dim, p.alpha, p.sigma, p.w, std::exp(p.l), p.s_c, p.s_u);
   fmt::print("{} draws per configuration (float64, seed {}), pseudo-Huber c = {}, alpha_cfg = {}; "
@@ -107,4 +108,8 @@ int main(int argc, char** argv) {
   fmt::print("\n{} of {} checks as expected.{}\n", rows.size() - failures, rows.size(),
              failures ? " SOMETHING IS WRONG." : " The surrogates are the divergences' gradients.");
   return failures == 0 ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  return diffinstruct::run_program("01_gaussian_exactness", [&] { return run(argc, argv); });
 }

@@ -1,5 +1,5 @@
 // 02 — DI* end to end on a problem whose teacher is known exactly: a mixture of 8 Gaussians
-// (radius 2, std 0.1) whose diffused score is exact at every t (MATH.md §5).
+// (radius 2, std 0.1) whose diffused score is exact at every t (docs/math.md §5).
 //
 //   1. teacher:    the exact mixture score; reference samples by 50-step DDIM
 //   2. init:       a one-step MLP generator regressed onto (z, x0) DDIM pairs (DMD's ODE pairs), then
@@ -9,8 +9,10 @@
 //   4. report:     mean reward, mass per mode, modes covered, mode entropy, off-support fraction;
 //                  scatter plots (PNG) of teacher, init and every variant; metrics.json and .csv
 // With --reward linear the reward is r(x) = x₀ (unbounded), which shows the runaway of bounded
-// regularisers (NOTES.md §4): runaway.png tracks the mean distance from the origin per step.
+// regularisers (docs/findings.md §4): runaway.png tracks the mean distance from the origin per step.
 
+#include <diffinstruct/io/atomic_file.hpp>
+#include <diffinstruct/util/error_report.hpp>
 #include <diffinstruct/di_star.hpp>
 #include <diffinstruct/util/threads.hpp>
 #include <diffinstruct/eval/ddim_sampler.hpp>
@@ -129,7 +131,7 @@ nlohmann::json to_json(const Variant& v) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run(int argc, char** argv) {
   CLI::App app{"DI* end to end on an 8-Gaussian mixture with an exact teacher"};
   Config cfg;
   app.add_option("--regression-steps", cfg.regression_steps, "steps regressing the generator onto DDIM (z, x0) pairs")->check(CLI::Range(0, 1000000));
@@ -270,15 +272,15 @@ int main(int argc, char** argv) {
   row("teacher (DDIM 50)", "-", report["teacher"]["mean_reward"].get<double>(), teacher_stats);
   row("initial (reg.+SIM)", "0", init.mean_reward, init.stats);
   report["variants"] = nlohmann::json::array();
-  std::ofstream csv(fs::path(cfg.out) / "metrics.csv");
-  csv << "name,divergence,alpha_rew,mean_reward,modes_covered,mode_entropy,off_support,seconds\n";
+  std::string csv = "name,divergence,alpha_rew,mean_reward,modes_covered,mode_entropy,off_support,seconds\n";
   for (const auto& v : variants) {
     row(v.name, fmt::format("{}", v.alpha_rew), v.mean_reward, v.stats);
     report["variants"].push_back(to_json(v));
-    csv << fmt::format("{},{},{},{:.5f},{},{:.5f},{:.5f},{:.2f}\n", v.name, v.divergence, v.alpha_rew, v.mean_reward, v.stats.covered,
+    csv += fmt::format("{},{},{},{:.5f},{},{:.5f},{:.5f},{:.2f}\n", v.name, v.divergence, v.alpha_rew, v.mean_reward, v.stats.covered,
                        v.stats.entropy, v.stats.off_support, v.seconds);
   }
-  std::ofstream(fs::path(cfg.out) / "metrics.json") << report.dump(2) << "\n";
+  di::io::write_text_file_atomically((fs::path(cfg.out) / "metrics.csv").string(), csv, "metrics.csv");
+  di::io::write_text_file_atomically((fs::path(cfg.out) / "metrics.json").string(), report.dump(2) + "\n", "metrics.json");
 
   // Reward versus mode entropy across α_rew, one curve per divergence: compare at matched reward.
   std::vector<di::LineSeries> curves;
@@ -315,4 +317,8 @@ int main(int argc, char** argv) {
   fmt::print("\nwrote {}/: teacher.png regressed.png initial.png <variant>.png reward_vs_entropy.png metrics.json metrics.csv{}\n", cfg.out,
              cfg.reward == "linear" ? " runaway.png" : "");
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return diffinstruct::run_program("02_mixture_di_star", [&] { return run(argc, argv); });
 }

@@ -12,12 +12,14 @@
 //   5. evaluate     the teacher at 50 DDIM steps and several guidance scales, and every one-step model:
 //                   held-out accuracy and log-probability, reward-model score, Fréchet distance in the
 //                   evaluator's feature space, within-class diversity, time per image
-// --sweep c | cfg-grid | K runs the open questions (MATH.md §6) instead of step 4's table; --sweep seeds
+// --sweep c | cfg-grid | K runs the open questions (docs/math.md §6) instead of step 4's table; --sweep seeds
 // repeats four methods with three post-training seeds to measure the run-to-run spread.
 // Writes report.md, metrics.json/.csv, sample grids and a reward-versus-FD plot into --out.
 
 #include "fashion_mnist/pipeline.hpp"
 
+#include <diffinstruct/io/atomic_file.hpp>
+#include <diffinstruct/util/error_report.hpp>
 #include <diffinstruct/util/image_grid_png.hpp>
 #include <diffinstruct/util/errorbar_plot_png.hpp>
 #include <diffinstruct/util/line_plot_png.hpp>
@@ -144,7 +146,7 @@ int main(int argc, char** argv) {
     double reward_acc = 0, eval_acc = 0;
     RewardClassifier reward_model = classifier_stage<RewardClassifier>(data, cfg, "reward_model", cfg.seed + 1, 0.3, reward_acc);
     EvalClassifier evaluator = classifier_stage<EvalClassifier>(data, cfg, "evaluator", cfg.seed + 2, 0.0, eval_acc);
-    const RewardFn reward = log_prob_reward(reward_model);
+    const Reward reward = log_prob_reward(reward_model);  // declares the classifier: the trainer freezes it
     const Reference ref = make_reference(evaluator, data);
     const EvalSet set = make_eval_set(cfg);
 
@@ -318,19 +320,22 @@ int main(int argc, char** argv) {
     report["rows"] = jrows;
     report["seconds_total"] = seconds_since(t_start);
     const std::string md = table(rows, teacher_ms);
+    std::string report_text;
     const std::string suffix = sweep == "none" ? "" : "_sweep_" + sweep;  // a sweep never overwrites the main report
     {
-      std::ofstream(fs::path(cfg.out) / ("metrics" + suffix + ".json")) << report.dump(2) << "\n";
-      std::ofstream csv(fs::path(cfg.out) / ("metrics" + suffix + ".csv"));
-      csv << "name,method,steps,parameters,ms_per_image,accuracy,log_prob,reward,fd,diversity,alpha_rew,alpha_cfg,train_seconds\n";
+      // Written atomically: a rerun or a kill never leaves a half-written report beside a complete one.
+      const fs::path out(cfg.out);
+      di::io::write_text_file_atomically((out / ("metrics" + suffix + ".json")).string(), report.dump(2) + "\n", "metrics.json");
+      std::string csv = "name,method,steps,parameters,ms_per_image,accuracy,log_prob,reward,fd,diversity,alpha_rew,alpha_cfg,train_seconds\n";
       for (const auto& m : rows)
-        csv << fmt::format("\"{}\",\"{}\",{},{},{},{},{},{},{},{},{},{},{}\n", m.name, m.method, m.steps, m.parameters, m.ms_per_image, m.accuracy,
+        csv += fmt::format("\"{}\",\"{}\",{},{},{},{},{},{},{},{},{},{},{}\n", m.name, m.method, m.steps, m.parameters, m.ms_per_image, m.accuracy,
                            m.log_prob, m.reward, m.fd, m.diversity, m.alpha_rew, m.alpha_cfg, m.train_seconds);
-      std::ofstream(fs::path(cfg.out) / ("report" + suffix + ".md"))
-          << fmt::format("# Fashion-MNIST miniature ({})\n\nReward model test accuracy {:.3f}; held-out evaluator {:.3f}; test split "
-                         "diversity {:.2f}. Total {:.0f} s.\n\n",
-                         sweep == "none" ? "main table" : "sweep " + sweep, reward_acc, eval_acc, ref.test_diversity, seconds_since(t_start))
-          << md;
+      di::io::write_text_file_atomically((out / ("metrics" + suffix + ".csv")).string(), csv, "metrics.csv");
+      report_text = fmt::format("# Fashion-MNIST miniature ({})\n\nReward model test accuracy {:.3f}; held-out evaluator {:.3f}; test split "
+                                "diversity {:.2f}. Total {:.0f} s.\n\n",
+                                sweep == "none" ? "main table" : "sweep " + sweep, reward_acc, eval_acc, ref.test_diversity, seconds_since(t_start)) +
+                    md;
+      di::io::write_text_file_atomically((out / ("report" + suffix + ".md")).string(), report_text, "report.md");
     }
     if (sweep == "none" || sweep == "seeds") {
       // Reward against FD across reward scales, one point per (family, alpha_rew): the mean over the
@@ -371,16 +376,15 @@ int main(int argc, char** argv) {
                                  .title(fmt::format("reward vs FD across reward scales (a_cfg = {:.3g})", ac))
                                  .x_title("FD to the test images, evaluator features (lower is better)")
                                  .y_title("reward-model log p(c | x), mean over prompts (higher is better)"));
-      if (sweep == "seeds") std::ofstream(fs::path(cfg.out) / ("report" + suffix + ".md"), std::ios::app) << spread;
+      if (sweep == "seeds") {
+        report_text += spread;
+        di::io::write_text_file_atomically((fs::path(cfg.out) / ("report" + suffix + ".md")).string(), report_text, "report.md");
+      }
     }
     fmt::print("\n{}\nwrote {}/report{}.md, metrics{}.json, metrics{}.csv and PNGs in {:.0f} s\n", md, cfg.out, suffix, suffix, suffix,
                seconds_since(t_start));
-  } catch (const c10::Error& e) {
-    fmt::print(stderr, "error: {}\n", e.what_without_backtrace());
-    return 1;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
+    return di::report_error("03_fashion_mnist", e);
   }
   return 0;
 }

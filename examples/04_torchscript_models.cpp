@@ -7,6 +7,7 @@
 //
 //   /usr/bin/python3 examples/torchscript/export_models.py --out out/torchscript
 //   ./build/examples/04_torchscript_models --models out/torchscript
+#include <diffinstruct/util/error_report.hpp>
 #include <diffinstruct/di_star.hpp>
 #include <diffinstruct/testing/gaussian_mixture.hpp>
 #include <diffinstruct/util/progress_bar.hpp>
@@ -69,9 +70,8 @@ int main(int argc, char** argv) {
     const auto out = path("generator_post_trained.pt");
     generator.save(out);
     fmt::print("wrote {} (torch.jit.load it in Python)\n", out);
-  } catch (const c10::Error& e) {
-    fmt::print(stderr, "error: {}\n", e.what_without_backtrace());
-    return 1;
+  } catch (const std::exception& e) {
+    return di::report_error("04_torchscript_models", e);
   }
   return 0;
 }

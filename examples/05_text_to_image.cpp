@@ -28,6 +28,8 @@
 #include "text_to_image/default_prompts.hpp"
 #include "text_to_image/evaluation.hpp"
 
+#include <diffinstruct/util/metrics_csv.hpp>
+#include <diffinstruct/util/error_report.hpp>
 #include <diffinstruct/adapters/lora_file.hpp>
 #include <diffinstruct/adapters/shared_base.hpp>
 #include <diffinstruct/di_star.hpp>
@@ -177,52 +179,29 @@ int64_t count(const std::vector<torch::Tensor>& params) {
   return n;
 }
 
-/// metrics.csv: a row per step; the evaluation columns are filled at evaluations (and at step 0).
-/// A resumed run keeps the rows up to its checkpoint's step and goes on from there, so the file
-/// reads as one run.
-class MetricsCsv {
- public:
-  MetricsCsv(const fs::path& path, int64_t resumed_step) : path_(path) {
-    static const char* header =
-        "step,generator_loss,divergence_loss,reward_loss,assistant_loss,batch_reward,generator_grad_norm,assistant_grad_norm,non_finite,"
-        "overflows,step_seconds,step_peak_mb,eval_reward,eval_clip_score,eval_diversity";
-    std::vector<std::string> keep = {header};
-    if (resumed_step > 0 && fs::exists(path)) {
-      std::ifstream in(path);
-      std::string line;
-      std::getline(in, line);  // the header
-      while (std::getline(in, line)) {
-        const auto comma = line.find(',');
-        if (comma == std::string::npos) continue;
-        try {
-          if (std::stoll(line.substr(0, comma)) <= resumed_step) keep.push_back(line);
-        } catch (const std::exception&) {
-        }  // a torn last line of a killed run
-      }
-    }
-    std::string text;
-    for (const auto& l : keep) text += l + "\n";
-    di::io::write_text_file_atomically(path.string(), text, "metrics.csv");
-  }
+/// metrics.csv (util/metrics_csv.hpp): a row per step; the evaluation columns are filled at
+/// evaluations (and at step 0). A resumed run keeps the rows up to its checkpoint's step.
+const std::vector<std::string> kMetricsColumns = {
+    "step", "generator_loss", "divergence_loss", "reward_loss", "assistant_loss", "batch_reward", "generator_grad_norm",
+    "assistant_grad_norm", "non_finite", "overflows", "step_seconds", "step_peak_mb", "eval_reward", "eval_clip_score", "eval_diversity"};
 
-  void row(int64_t step, const di::StepStats* s, double seconds, const text_to_image::EvalResult* e) {
-    std::ofstream out(path_, std::ios::app);
-    if (s) {
-      out << fmt::format("{},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{},{},{:.4f},{}", step, s->generator_loss, s->divergence_loss,
-                         s->reward_loss, s->assistant_loss, s->mean_reward, s->generator_grad_norm, s->assistant_grad_norm, s->non_finite,
-                         s->overflows, seconds, s->peak_bytes < 0 ? std::string() : fmt::format("{:.1f}", s->peak_bytes / 1e6));
-    } else {
-      out << step << ",,,,,,,,,,,";
-    }
-    if (e) out << fmt::format(",{:.6g},{:.6g},{:.6g}", e->reward, e->clip_score, e->diversity);
-    else out << ",,,";
-    out << "\n";
-    TORCH_CHECK(out.good(), "05_text_to_image: cannot append to '", path_.string(), "'");
+std::vector<std::string> metrics_row(int64_t step, const di::StepStats* s, double seconds, const text_to_image::EvalResult* e) {
+  using Csv = di::MetricsCsv;
+  std::vector<std::string> cells{std::to_string(step)};
+  if (s) {
+    for (double v : {s->generator_loss, s->divergence_loss, s->reward_loss, s->assistant_loss, s->mean_reward, s->generator_grad_norm,
+                     s->assistant_grad_norm})
+      cells.push_back(Csv::number(v));
+    cells.push_back(std::to_string(s->non_finite));
+    cells.push_back(std::to_string(s->overflows));
+    cells.push_back(fmt::format("{:.4f}", seconds));
+    cells.push_back(s->peak_bytes < 0 ? std::string() : fmt::format("{:.1f}", s->peak_bytes / 1e6));
+  } else {
+    cells.resize(12);
   }
-
- private:
-  fs::path path_;
-};
+  for (double v : {e ? e->reward : NAN, e ? e->clip_score : NAN, e ? e->diversity : NAN}) cells.push_back(Csv::number(v));
+  return cells;
+}
 
 /// The trained generator, as Python loads it: a diffusers UNet folder, or a LoRA on the generator's
 /// base; how to run it; and its samples on the evaluation set (for a round trip).
@@ -232,13 +211,7 @@ void save_generator(Job& job, Trainer& trainer, const text_to_image::EvalSet& ev
   const fs::path out(a.out);
   const bool ema = a.ema > 0;
   {
-    if (ema) trainer.ema().swap(trainer.generator_parameters());  // the EMA weights are what is saved
-    struct SwapBack {
-      Trainer* t;
-      ~SwapBack() {
-        if (t) t->ema().swap(t->generator_parameters());
-      }
-    } swap_back{ema ? &trainer : nullptr};
+    di::EmaWeightsScope ema_weights(trainer.ema(), trainer.generator_parameters(), ema);  // the EMA weights are what is saved
     if (!job.gen_lora.empty()) {
       fs::create_directories(out / "generator_lora");
       da::save_lora(job.gen_lora, (out / "generator_lora" / "pytorch_lora_weights.safetensors").string());
@@ -308,7 +281,7 @@ void train(Job& job, Teacher teacher, di::Denoiser<dm::UNet2DConditionModel, Par
   TORCH_CHECK(trainer.step_count() <= a.steps, "05_text_to_image: the checkpoint is at step ", trainer.step_count(), ", past --steps ", a.steps);
 
   const auto eval = text_to_image::make_eval_set(job.prompts, a.eval_prompts, a.eval_seeds, job.latent_shape, a.seed + 1, *job.encoder, job.device);
-  std::optional<MetricsCsv> csv;
+  std::optional<di::MetricsCsv> csv;
   auto evaluate = [&](int64_t step) {
     const auto x0 = trainer.sample(eval.z, eval.condition, /*use_ema=*/a.ema > 0);
     auto r = text_to_image::score_samples(x0, eval, *job.reward);
@@ -318,10 +291,10 @@ void train(Job& job, Teacher teacher, di::Denoiser<dm::UNet2DConditionModel, Par
   };
   if (job.writer()) {
     fs::create_directories(out / "samples");
-    csv.emplace(out / "metrics.csv", trainer.step_count());
+    csv.emplace((out / "metrics.csv").string(), kMetricsColumns, trainer.step_count());
     if (trainer.step_count() == 0) {
       const auto e = evaluate(0);
-      csv->row(0, nullptr, 0, &e);
+      csv->row(metrics_row(0, nullptr, 0, &e));
       job.log(fmt::format("step 0: eval reward {:.4f}, CLIP score {:.3f}, diversity {:.4f}", e.reward, e.clip_score, e.diversity));
     }
   }
@@ -333,7 +306,7 @@ void train(Job& job, Teacher teacher, di::Denoiser<dm::UNet2DConditionModel, Par
     if (job.writer()) {
       std::optional<text_to_image::EvalResult> e;
       if (s.step % a.eval_every == 0 || last) e = evaluate(s.step);
-      csv->row(s.step, &s, seconds, e ? &*e : nullptr);
+      csv->row(metrics_row(s.step, &s, seconds, e ? &*e : nullptr));
       job.log(fmt::format("step {}: loss {:.4g} (divergence {:.4g}), assistant {:.4g}, batch reward {:.4f}, {:.2f} s{}{}", s.step, s.generator_loss,
                           s.divergence_loss, s.assistant_loss, s.mean_reward, seconds,
                           s.peak_bytes < 0 ? std::string() : fmt::format(", step peak {:.1f} MB", s.peak_bytes / 1e6),
@@ -452,12 +425,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     run(a);
-  } catch (const c10::Error& e) {
-    std::fprintf(stderr, "05_text_to_image: %s\n", e.what_without_backtrace());
-    return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "05_text_to_image: %s\n", e.what());
-    return 1;
+    return di::report_error("05_text_to_image", e);
   }
   return 0;
 }

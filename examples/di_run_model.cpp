@@ -17,6 +17,7 @@
 //              `input_ids` (int64 [N, 77]: padded and truncated as transformers does with
 //              padding="max_length", truncation=True).
 // Inputs are cast to --dtype and moved to --device; float outputs are written as float32.
+#include <diffinstruct/util/error_report.hpp>
 #include <diffinstruct/models/pretrained.hpp>
 #include <diffinstruct/text/clip_tokenizer.hpp>
 #include <diffinstruct/text/prompt_file.hpp>
@@ -160,8 +161,7 @@ int main(int argc, char** argv) {
     di::io::write_safetensors(outputs_path, extra, {{"format", "pt"}, {"producer", "di_run_model"}});
     for (const auto& [name, t] : extra) std::printf("wrote '%s' %s to '%s'\n", name.c_str(), c10::str(t.sizes()).c_str(), outputs_path.c_str());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "di_run_model: %s\n", e.what());
-    return 1;
+    return di::report_error("di_run_model", e);
   }
   return 0;
 }

@@ -4,6 +4,7 @@
 // touches. The teacher (the longest stage) also keeps a partial checkpoint and resumes from it.
 #include "models.hpp"
 
+#include <diffinstruct/io/atomic_file.hpp>
 #include <diffinstruct/data/idx.hpp>
 #include <diffinstruct/eval/ddim_sampler.hpp>
 #include <diffinstruct/eval/frechet.hpp>
@@ -58,13 +59,14 @@ inline Data load_data(const Config& cfg) {
 
 // ---- caching ----------------------------------------------------------------------------------------
 
-/// Saves a module atomically (temporary file, then rename): an interrupted run never leaves a
-/// half-written cache entry that a rerun would trust.
+/// Saves a module atomically and durably (io/atomic_file.hpp: a uniquely named temporary, fsync,
+/// rename): an interrupted run never leaves a half-written cache entry that a rerun would trust.
 template <class Module>
 void save_atomic(const Module& m, const fs::path& path) {
-  const fs::path tmp = path.string() + ".tmp";
-  torch::save(m, tmp.string());
-  fs::rename(tmp, path);
+  di::io::replace_file_atomically(path.string(), [&](const std::string& tmp) {
+    torch::save(m, tmp);
+    di::io::fsync_file(tmp, path.string());
+  }, 1, "cache entry '" + path.string() + "'");
 }
 
 /// Loads a cached module if the file exists; a corrupt file is an error naming it (never silently retrained over).
@@ -150,8 +152,10 @@ inline TinyUNet train_teacher(const Data& data, const Config& cfg, const di::Cos
       ar.write("opt", a_opt);
       for (size_t i = 0; i < averaged.shadow().size(); ++i) ar.write("ema_" + std::to_string(i), averaged.shadow()[i]);
       ar.write("step", torch::tensor(step + 1));
-      ar.save_to(partial.string() + ".tmp");
-      fs::rename(partial.string() + ".tmp", partial);
+      di::io::replace_file_atomically(partial.string(), [&](const std::string& tmp) {
+        ar.save_to(tmp);
+        di::io::fsync_file(tmp, partial.string());
+      }, 1, "the teacher's partial training");
     }
   }
   bar.finish();
@@ -222,12 +226,15 @@ using TeacherDenoiser = di::Denoiser<TinyUNet, di::EpsPrediction>;
 using RewardFn = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>;
 using Reward = di::CallableReward<RewardFn>;
 
-/// r(x, c) = log p(c | x) under a (frozen) classifier.
+/// r(x, c) = log p(c | x) under a classifier, which the reward declares (holds) so that the
+/// trainer freezes it: evaluation mode, no parameter gradients.
 template <class Net>
-RewardFn log_prob_reward(Net net) {
-  return [net](const torch::Tensor& x, const torch::Tensor& c) mutable {
+Reward log_prob_reward(Net net) {
+  Reward reward(RewardFn([net](const torch::Tensor& x, const torch::Tensor& c) mutable {
     return torch::log_softmax(net(x), 1).gather(1, c.view({-1, 1})).squeeze(1);
-  };
+  }));
+  reward.holds(net);
+  return reward;
 }
 
 /// What a post-training run produced.
@@ -254,7 +261,7 @@ inline OneStepGenerator make_generator(const Config& cfg, const di::CosineVPSche
 template <class Div, class Guid>
 TrainedGenerator run_di_star(const std::string& label, Div divergence, Guid guidance, double alpha_rew, int64_t steps, int64_t k,
                              const Config& cfg, const di::CosineVPSchedule& schedule, const TinyUNet& teacher,
-                             const OneStepGenerator& gen_init, const TinyUNet& asst_init, const RewardFn& reward, uint64_t seed) {
+                             const OneStepGenerator& gen_init, const TinyUNet& asst_init, const Reward& reward, uint64_t seed) {
   OneStepGenerator gen = make_generator(cfg, schedule);
   TinyUNet asst(cfg.ch);
   di::copy_state(gen_init, gen);
@@ -262,7 +269,7 @@ TrainedGenerator run_di_star(const std::string& label, Div divergence, Guid guid
   using Trainer = di::DiStarTrainer<di::Generator<OneStepGenerator>, TeacherDenoiser, TeacherDenoiser, Labels, Div, Guid, Reward,
                                     di::CosineVPSchedule>;
   Trainer trainer(di::Generator<OneStepGenerator>(gen), TeacherDenoiser(teacher, "teacher"), TeacherDenoiser(asst, "assistant"),
-                  {divergence, guidance, Reward(reward), schedule}, class_conditions(), std::vector<int64_t>{1, kSize, kSize},
+                  {divergence, guidance, reward, schedule}, class_conditions(), std::vector<int64_t>{1, kSize, kSize},
                   di::DiStarTrainerOptions()
                       .batch_size(cfg.batch)
                       .assistant_steps(k)

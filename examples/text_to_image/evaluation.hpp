@@ -1,12 +1,9 @@
 #pragma once
 // 05_text_to_image's evaluation: a fixed set of prompts × seeds, the generator's samples on it, their
-// reward, CLIP score and diversity, and the sample grid with the prompts as captions.
-//
-//   reward      the training reward on the samples: exp(logit_scale) · cos(image, prompt)
-//   CLIP score  100 · max(cos(image, prompt), 0), averaged (the definition of Hessel et al. 2021, as
-//               torchmetrics computes it), with the reward's CLIP model (not a held-out one)
-//   diversity   per prompt, the mean over pairs of seeds of 1 − cos(image_i, image_j) of the CLIP
-//               image embeddings, averaged over prompts (0: every seed gives the same image)
+// reward (ClipReward's: exp(logit_scale) · cos(image, prompt)), CLIP score and diversity
+// (text2image/clip_metrics.hpp, with the reward's CLIP model, not a held-out one), and the sample grid
+// with the prompts as captions.
+#include <diffinstruct/text2image/clip_metrics.hpp>
 #include <diffinstruct/text2image/clip_reward.hpp>
 #include <diffinstruct/text2image/prompt_encoder.hpp>
 #include <diffinstruct/util/image_grid_png.hpp>
@@ -66,15 +63,9 @@ inline EvalResult score_samples(const torch::Tensor& x0, const EvalSet& e, t2i::
   r.images = pixels.to(torch::kCPU, torch::kFloat);
   const auto image_embeds = reward.embed_pixels(pixels).to(torch::kCPU, torch::kFloat);  // unit norm
   const auto text = e.condition.reward_text_embeds.to(torch::kCPU, torch::kFloat);
-  const auto cos = (image_embeds * text).sum(-1);
-  r.reward = reward.scale() * cos.mean().item<double>();
-  r.clip_score = (100 * cos.clamp_min(0)).mean().item<double>();
-  if (e.seeds > 1) {
-    const auto per_prompt = image_embeds.view({static_cast<int64_t>(e.prompts.size()), e.seeds, -1});
-    const auto gram = torch::matmul(per_prompt, per_prompt.transpose(1, 2));  // [P, S, S]
-    const double pairs = static_cast<double>(e.seeds * (e.seeds - 1));
-    r.diversity = ((1 - gram).sum({1, 2}) / pairs).mean().item<double>();  // the diagonal's 1 − 1 = 0 adds nothing
-  }
+  r.reward = reward.reward_of_embeddings(image_embeds, text).mean().item<double>();
+  r.clip_score = t2i::clip_score(image_embeds, text);
+  r.diversity = t2i::clip_diversity(image_embeds, static_cast<int64_t>(e.prompts.size()), e.seeds);
   return r;
 }
 

@@ -6,7 +6,10 @@
 ///   guidance     NoGuidance, CfgInside, CfgOutside
 ///   rewards      NoReward, ModuleReward, CallableReward, WeightedSum
 ///   schedules    DiscreteVPSchedule, CosineVPSchedule, EdmSchedule
-///   adapters     Denoiser<Model, Parameterization>, Generator<Model>
+///   roles        Denoiser<Model, Parameterization>, Generator<Model> (the wrappers that make any model a
+///                teacher, assistant or generator; LoRA adapters are adapters/, included on their own)
+///   trainer      make_trainer(generator, teacher, assistant, policies..., conditions, NoiseShape{...}, options)
+///                or DiStarTrainer<...> spelled out
 /// See docs/policies.md for the contracts and docs/math.md for the formulas.
 
 #include <diffinstruct/config.hpp>
@@ -29,5 +32,5 @@
 #include <diffinstruct/losses/assistant_loss.hpp>
 #include <diffinstruct/losses/generator_loss.hpp>
 
-#include <diffinstruct/trainer/checkpoint.hpp>
 #include <diffinstruct/trainer/di_star_trainer.hpp>
+#include <diffinstruct/trainer/make_trainer.hpp>

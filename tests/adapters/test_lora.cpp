@@ -2,6 +2,7 @@
 // an adapted model equal to its base at start, enable / disable / scale, merge and unmerge, only the
 // adapters differentiated, files in diffusers' format and refusals of bad ones. The round trip with
 // diffusers and peft is tests/adapters/run_lora_parity.sh.
+#include "../test_skip.hpp"
 #include "../models/tiny_unet.hpp"
 #include "../tensor_compare.hpp"
 
@@ -381,10 +382,7 @@ TEST_CASE("#15 LoRA files for a pipeline: the UNet's and the text encoder's adap
 }
 
 TEST_CASE("[cuda] LoRA adapters live on the base layer's device and follow its dtype rules", "[adapters][lora][cuda]") {
-  if (!torch::cuda::is_available()) {
-    WARN("no CUDA device: skipped");
-    return;
-  }
+  DIFFINSTRUCT_REQUIRE_CUDA();
   torch::manual_seed(4);
   dm::UNet2DConditionModel unet(tiny_unet_config());
   unet->to(torch::kCUDA);

@@ -31,6 +31,19 @@ endif()
 
 include(${CMAKE_CURRENT_LIST_DIR}/../run_step.cmake)
 
+# The README's trainer set-up is the consumer's, line for line (so the README's code compiles and runs).
+file(READ ${CMAKE_CURRENT_LIST_DIR}/consumer.cpp _consumer)
+file(READ ${SOURCE_DIR}/README.md _readme)
+string(REGEX MATCH "// readme-setup-begin\n(.*)  // readme-setup-end" _m "${_consumer}")
+# Without the two spaces of the function's indentation (literal replacements: CMake's regex anchors
+# would match again after every replacement).
+string(SUBSTRING "${CMAKE_MATCH_1}" 2 -1 _setup)
+string(REPLACE "\n  " "\n" _setup "${_setup}")
+string(FIND "${_readme}" "${_setup}" _at)
+if(_setup STREQUAL "" OR _at EQUAL -1)
+  message(FATAL_ERROR "README.md does not show the trainer set-up of tests/consumer/consumer.cpp as written there:\n${_setup}")
+endif()
+
 if(MODE STREQUAL "find_package")
   # Install the package into a scratch prefix, then build a project that only knows find_package.
   run_step("consumer step" ${CMAKE_COMMAND} -C ${WORK_DIR}/lib.cmake -S ${SOURCE_DIR} -B ${WORK_DIR}/lib -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix

@@ -1,5 +1,6 @@
 // The Fashion-MNIST building blocks: the IDX reader (good and corrupt files), the Fréchet distance
 // against closed forms, DDIM + CFG on an analytic class-conditional Gaussian model, image grids.
+#include "../test_files.hpp"
 #include <diffinstruct/data/idx.hpp>
 #include <diffinstruct/di_star.hpp>
 #include <diffinstruct/eval/ddim_sampler.hpp>
@@ -18,11 +19,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path scratch(const std::string& name) {
-  const fs::path dir = fs::path(DIFFINSTRUCT_TEST_TMPDIR) / "data_tests";
-  fs::create_directories(dir);
-  return dir / name;
-}
+fs::path scratch(const std::string& name) { return test_util::scratch_path("data_tests", name); }
 
 std::vector<uint8_t> idx_bytes(std::vector<uint32_t> dims, const std::vector<uint8_t>& data) {
   std::vector<uint8_t> b{0, 0, 0x08, static_cast<uint8_t>(dims.size())};

@@ -43,7 +43,7 @@ TEST_CASE("pseudo-Huber score surrogate equals w<y,g>/sqrt(|y|^2+c^2) and its cl
     const auto yg = (y * g).sum(1), yy = (y * y).sum(1);
     const auto r = torch::sqrt(yy + c * c);
     CHECK(torch::allclose(loss, B.w * yg / r, 1e-12, 1e-14));
-    // MATH.md §2.1: ∂L/∂a = (w/σ)[(y − g)/r + <y,g> y / r³],  ∂L/∂b = (w/σ)[g/r − <y,g> y / r³].
+    // docs/math.md §2.1: ∂L/∂a = (w/σ)[(y − g)/r + <y,g> y / r³],  ∂L/∂b = (w/σ)[g/r − <y,g> y / r³].
     const auto grads = torch::autograd::grad({loss.sum()}, {B.a, B.b});
     const auto k = (B.w / B.sigma).unsqueeze(1);
     const auto r1 = r.unsqueeze(1), yg1 = yg.unsqueeze(1);

@@ -1,4 +1,4 @@
-// MATH.md §5: on a Gaussian problem whose scores are exact, the Monte-Carlo mean of each surrogate's
+// docs/math.md §5: on a Gaussian problem whose scores are exact, the Monte-Carlo mean of each surrogate's
 // gradient equals the divergence's true gradient, for the location AND the scale parameters, with
 // and without CFG; a detached d'(y) (the negative control) is rejected by the same check.
 //
@@ -87,7 +87,7 @@ TEST_CASE("negative control: a detached d'(y) keeps the location gradient and ge
       CHECK(z.slice(0, 0, dim).max().item<double>() <= kSigmas);  // ... not for the location ...
       CHECK(z[-1].item<double>() > 20 * kSigmas);                   // ... but for the scale, by far
       const double ratio = r.surrogate.mean[-1].item<double>() / r.truth.mean[-1].item<double>();
-      CHECK(ratio < 0.75);  // off by a quarter or more (about one half here, as NOTES.md §2 measured)
+      CHECK(ratio < 0.75);  // off by a quarter or more (about one half here, as docs/findings.md §2 measured)
     }
   }
 }

@@ -1,8 +1,9 @@
 // libFuzzer target for every reader of untrusted files: the IDX reader, the safetensors reader, the
 // trainer's checkpoint loader, the TorchScript loader, diffusers' config.json (UNet and VAE) and the
-// sharded-safetensors index, and the CLIP tokenizer (vocab.json + merges.txt, then a text to
-// tokenize). One binary; DIFFINSTRUCT_FUZZ_TARGET picks the reader
-// (idx | safetensors | checkpoint | torchscript | config | index | tokenizer). Built with clang and
+// sharded-safetensors index, the CLIP tokenizer (vocab.json + merges.txt, then a text to tokenize)
+// and the LoRA file loader (diffusers' format with peft's metadata, onto a small model). One binary;
+// DIFFINSTRUCT_FUZZ_TARGET picks the reader
+// (idx | safetensors | checkpoint | torchscript | config | index | tokenizer | lora). Built with clang and
 // -fsanitize=fuzzer,address,undefined (tests/fuzz/CMakeLists.txt); scripts/fuzz.sh runs each target
 // for a bounded time from the committed seed corpus in tests/fuzz/corpus/<target>/.
 //
@@ -13,10 +14,12 @@
 #include "../text/tiny_vocab.hpp"
 #include "../trainer/tiny_trainer.hpp"
 
+#include <diffinstruct/adapters/lora_file.hpp>
 #include <diffinstruct/data/idx.hpp>
 #include <diffinstruct/io/module_state.hpp>
 #include <diffinstruct/io/safetensors.hpp>
 #include <diffinstruct/models/autoencoder_kl.hpp>
+#include <diffinstruct/models/layers.hpp>
 #include <diffinstruct/models/unet2d_condition_config.hpp>
 #include <diffinstruct/text/clip_tokenizer.hpp>
 
@@ -37,7 +40,20 @@ namespace fs = std::filesystem;
 
 namespace {
 
-enum class Target { kIdx, kSafetensors, kCheckpoint, kTorchscript, kConfig, kIndex, kTokenizer };
+enum class Target { kIdx, kSafetensors, kCheckpoint, kTorchscript, kConfig, kIndex, kTokenizer, kLora };
+
+/// The model a LoRA file is loaded onto: attention-like projections and a convolution, named as in
+/// a diffusers UNet block, in native layers (what adapters/lora.hpp adapts).
+struct LoraTargetImpl : torch::nn::Module {
+  di::models::Linear to_q{nullptr}, to_k{nullptr};
+  di::models::Conv2d conv{nullptr};
+  LoraTargetImpl() {
+    to_q = register_module("to_q", di::models::Linear(8, 8));
+    to_k = register_module("to_k", di::models::Linear(8, 4, false));
+    conv = register_module("conv", di::models::Conv2d(2, 3, 3, 1, 1));
+  }
+};
+TORCH_MODULE(LoraTarget);
 Target g_target = Target::kIdx;
 std::string g_input;  // the per-process file each input is written to
 std::unique_ptr<tiny::Trainer> g_trainer;
@@ -107,6 +123,12 @@ void run_one() {
       (void)tok.batch({text});
       break;
     }
+    case Target::kLora: {
+      LoraTarget model;  // a fresh model each time: a loaded file adds adapters to it
+      const auto lora = di::adapters::load_lora(*model, g_input);
+      for (const auto& p : lora.parameters()) (void)p.sum().item<double>();
+      break;
+    }
   }
 }
 
@@ -127,7 +149,8 @@ std::string tokenizer_json_seed() {
 }
 
 void make_corpus(const std::string& dir) {
-  for (const char* t : {"idx", "safetensors", "checkpoint", "torchscript", "config", "index", "tokenizer"}) fs::create_directories(fs::path(dir) / t);
+  for (const char* t : {"idx", "safetensors", "checkpoint", "torchscript", "config", "index", "tokenizer", "lora"})
+    fs::create_directories(fs::path(dir) / t);
   // IDX: a plain and a gzipped file.
   std::string idx = {0, 0, 8, 2, 0, 0, 0, 3, 0, 0, 0, 4};
   for (int i = 0; i < 12; ++i) idx += static_cast<char>(i * 7);
@@ -159,6 +182,16 @@ void make_corpus(const std::string& dir) {
   std::ofstream(fs::path(dir) / "index" / "partial.json") << "{\"weight_map\": {\"w\": \"s1.safetensors\"}}";
   std::ofstream(fs::path(dir) / "tokenizer" / "clip.bin", std::ios::binary) << tokenizer_seed();
   std::ofstream(fs::path(dir) / "tokenizer" / "clip_tokenizer_json.bin", std::ios::binary) << tokenizer_json_seed();
+  // LoRA files as save_lora writes them: every layer, and only the projections at another rank.
+  {
+    torch::manual_seed(3);
+    LoraTarget all;
+    const auto lora = di::adapters::add_lora(*all, di::adapters::LoraOptions().rank(2).alpha(4).target_modules({"to_q", "to_k", "conv"}));
+    di::adapters::save_lora(lora, (fs::path(dir) / "lora" / "all.safetensors").string());
+    LoraTarget some;
+    const auto lora2 = di::adapters::add_lora(*some, di::adapters::LoraOptions().rank(1).target_modules({"to_q"}));
+    di::adapters::save_lora(lora2, (fs::path(dir) / "lora" / "to_q.safetensors").string());
+  }
 }
 
 }  // namespace
@@ -179,8 +212,9 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   else if (name == "config") g_target = Target::kConfig;
   else if (name == "index") g_target = Target::kIndex;
   else if (name == "tokenizer") g_target = Target::kTokenizer;
+  else if (name == "lora") g_target = Target::kLora;
   else {
-    std::fprintf(stderr, "set DIFFINSTRUCT_FUZZ_TARGET to idx, safetensors, checkpoint, torchscript, config, index or tokenizer\n");
+    std::fprintf(stderr, "set DIFFINSTRUCT_FUZZ_TARGET to idx, safetensors, checkpoint, torchscript, config, index, tokenizer or lora\n");
     std::exit(2);
   }
   const char* tmp = std::getenv("TMPDIR");

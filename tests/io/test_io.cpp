@@ -1,5 +1,6 @@
 // The I/O family: CRC-32C, the strict JSON reader, safetensors read/write (every dtype, metadata,
 // checksums, streaming into live tensors) and its refusal of hostile files, atomic replacement.
+#include "../test_files.hpp"
 #include <diffinstruct/io/atomic_file.hpp>
 #include <diffinstruct/io/safetensors.hpp>
 
@@ -13,16 +14,9 @@ namespace io = diffinstruct::io;
 namespace fs = std::filesystem;
 
 namespace {
-fs::path scratch(const std::string& name) {
-  const fs::path dir = fs::path(DIFFINSTRUCT_TEST_TMPDIR) / "io_tests";
-  fs::create_directories(dir);
-  return dir / name;
-}
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-void write_all(const fs::path& p, const std::string& bytes) { std::ofstream(p, std::ios::binary) << bytes; }
+fs::path scratch(const std::string& name) { return test_util::scratch_path("io_tests", name); }
+using test_util::read_all;
+using test_util::write_all;
 
 /// A safetensors file from a header text and a data size (bytes of zeros).
 void write_raw(const fs::path& p, const std::string& header, size_t data_bytes, int64_t declared_len = -1) {

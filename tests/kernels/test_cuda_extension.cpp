@@ -3,6 +3,7 @@
 // only is enough: the ops carry the CPU kernels too); the [cuda] tests need a GPU and skip without one.
 // Tolerances: float32 against the float64 reference 1e-4 relative + 1e-5 absolute (float
 // accumulation over up to 65 536 features); half/bfloat16 3e-2 (input rounding dominates).
+#include "../test_skip.hpp"
 #include <diffinstruct/di_star.hpp>
 
 #include <catch2/catch.hpp>
@@ -55,12 +56,6 @@ void require_close(const Result& f, const Result& r, double rtol, double atol) {
   CHECK(torch::allclose(f.gb, r.gb, rtol, atol));
 }
 
-bool have_gpu() {
-  if (torch::cuda::is_available()) return true;
-  WARN("no CUDA device: skipped");
-  return false;
-}
-
 }  // namespace
 
 TEST_CASE("the fused ops are registered with the dispatcher exactly when diffinstruct::cuda is linked", "[kernels][cuda-extension]") {
@@ -91,7 +86,7 @@ TEST_CASE("the fused ops are registered with the dispatcher exactly when diffins
 }
 
 TEST_CASE("[cuda] fused CUDA equals the reference: values and both gradients, shapes, c, distances, dtypes", "[kernels][cuda]") {
-  if (!have_gpu()) return;
+  DIFFINSTRUCT_REQUIRE_CUDA();
   const torch::Device gpu(torch::kCUDA);
 #ifndef DIFFINSTRUCT_WITH_CUDA_KERNELS
   // Without the extension, kAuto falls back to the reference and kFused says why.
@@ -129,7 +124,7 @@ TEST_CASE("[cuda] fused CUDA equals the reference: values and both gradients, sh
 
 #ifdef DIFFINSTRUCT_WITH_CUDA_KERNELS
 TEST_CASE("[cuda] fused CUDA: non-contiguous inputs, kAuto picks it, and double falls back", "[kernels][cuda]") {
-  if (!have_gpu()) return;
+  DIFFINSTRUCT_REQUIRE_CUDA();
   const torch::Device gpu(torch::kCUDA);
   const auto host = make({3, 6, 10}, 14);
   const auto ref = run(to(host, torch::kCPU, torch::kFloat64), di::ScoreDistanceKind::kPseudoHuber, 0.5, di::KernelBackend::kReference);
@@ -150,7 +145,7 @@ TEST_CASE("[cuda] fused CUDA: non-contiguous inputs, kAuto picks it, and double 
 }
 
 TEST_CASE("[cuda] fused CUDA runs on the current stream and on the inputs' device", "[kernels][cuda]") {
-  if (!have_gpu()) return;
+  DIFFINSTRUCT_REQUIRE_CUDA();
   const auto host = make({4, 4, 64, 64}, 15);
   const auto ref = run(to(host, torch::kCPU, torch::kFloat64), di::ScoreDistanceKind::kPseudoHuber, 1.0, di::KernelBackend::kReference);
   {

@@ -1,4 +1,4 @@
-// Fused score-loss kernels against their reference twin (MATH.md §5, "Fused versus reference").
+// Fused score-loss kernels against their reference twin (docs/math.md §5, "Fused versus reference").
 // Tolerances: float64 1e-10 relative (same math, different summation order); float32 1e-5 relative
 // + 1e-6 absolute; bfloat16/half against the float64 reference, 3e-2 (input rounding dominates).
 #include <diffinstruct/di_star.hpp>

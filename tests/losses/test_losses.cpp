@@ -1,4 +1,4 @@
-// The composed generator loss (MATH.md §2, §4) and the assistant's DSM loss (§3).
+// The composed generator loss (docs/math.md §2, §4) and the assistant's DSM loss (§3).
 #include <diffinstruct/di_star.hpp>
 
 #include <catch2/catch.hpp>

@@ -3,6 +3,7 @@
 // backward(), for input-gradient-only graphs, under bf16 autocast), the program's random stream is
 // untouched, the recompute runs in the forward's autocast state, and the activations are not kept
 // (measured with the counting allocator).
+#include "../test_skip.hpp"
 #include <diffinstruct/memory/activation_checkpoint.hpp>
 #include <diffinstruct/memory/counting_allocator.hpp>
 
@@ -169,10 +170,7 @@ TEST_CASE("checkpoint: activations are not kept between forward and backward (co
 
 TEST_CASE("[cuda] checkpoint on the GPU: dropout repeats (the CUDA generator is saved and restored), gradients match the plain pass",
           "[memory][checkpoint][cuda]") {
-  if (!torch::cuda::is_available()) {
-    WARN("no CUDA device: skipped");
-    return;
-  }
+  DIFFINSTRUCT_REQUIRE_CUDA();
   at::globalContext().setAllowTF32CuBLAS(false);
   torch::manual_seed(4);
   DropMlp m(64, 0.3);

@@ -27,8 +27,9 @@ struct UNetGrads {
 
 UNetGrads unet_grads(dm::UNet2DConditionModel& unet, bool checkpointed, bool params_trainable, bool bf16) {
   torch::manual_seed(11);
-  const auto x = torch::randn({2, 4, 16, 16}).requires_grad_(true);
-  const auto ctx = torch::randn({2, 5, 12}).requires_grad_(true);
+  const auto dtype = unet->parameters().front().scalar_type();  // float32, or float64 for the reference
+  const auto x = torch::randn({2, 4, 16, 16}).to(dtype).requires_grad_(true);
+  const auto ctx = torch::randn({2, 5, 12}).to(dtype).requires_grad_(true);
   const auto t = torch::tensor({10.0, 700.0});
   for (auto& p : unet->parameters()) p.requires_grad_(params_trainable);
   unet->set_gradient_checkpointing(checkpointed);
@@ -39,7 +40,7 @@ UNetGrads unet_grads(dm::UNet2DConditionModel& unet, bool checkpointed, bool par
     di::CpuAllocationScope scope(counter);
     counter.reset_peak();
     const int64_t start = counter.live_bytes();
-    torch::Tensor y;
+  torch::Tensor y;
     {
       di::compat::AutocastState s;
       s.cpu = bf16;
@@ -47,7 +48,7 @@ UNetGrads unet_grads(dm::UNet2DConditionModel& unet, bool checkpointed, bool par
       di::compat::AutocastStateGuard autocast(s);
       y = unet->forward(x, t, dm::TextCondition(ctx));
     }
-    const auto loss = (y.to(torch::kFloat) * y.to(torch::kFloat)).sum();
+    const auto loss = (y.to(dtype) * y.to(dtype)).sum();
     std::vector<torch::Tensor> wrt{x, ctx};
     if (params_trainable)
       for (const auto& p : unet->parameters()) wrt.push_back(p);
@@ -72,23 +73,40 @@ TEST_CASE("UNet per-block checkpointing: parameter, input and context gradients 
           "[memory][checkpoint][unet]") {
   torch::manual_seed(3);
   dm::UNet2DConditionModel unet(tiny_config());
-  for (bool bf16 : {false, true}) {
-    for (bool trainable : {true, false}) {  // false: the frozen teacher's input-gradient-only graph
+  // The reference: the same UNet in float64. Checkpointing changes the order in which autograd sums
+  // the contributions of a tensor used in several blocks (the time embedding, the text context, the
+  // skips), so the checkpointed gradients are not bit-identical to the plain pass's; how far they may
+  // be is set by the plain pass's own error against float64, not by a constant: bf16 round-off (and
+  // the CPU's kernels: oneDNN's bf16 convolutions on AVX-512, ATen's elsewhere) sets it there, float32
+  // round-off (and the thread count) here.
+  auto reference = test_models::copy_of_tiny_unet(unet);
+  reference->to(torch::kDouble);
+  for (bool trainable : {true, false}) {  // false: the frozen teacher's input-gradient-only graph
+    const auto exact = unet_grads(reference, false, trainable, false);
+    for (bool bf16 : {false, true}) {
       INFO("bf16 autocast " << bf16 << ", trainable parameters " << trainable);
       const auto plain = unet_grads(unet, false, trainable, bf16);
       const auto ckpt = unet_grads(unet, true, trainable, bf16);
       CHECK(torch::equal(plain.out, ckpt.out));  // the forward is the same computation
       CHECK(plain.params.empty() != trainable);
-      // Gradients: equal up to the order in which autograd sums the contributions of a tensor used in
-      // several blocks (the time embedding, the text context, the skips), which checkpointing changes.
-      const double rel = std::max({relative_difference({ckpt.dx}, {plain.dx}), relative_difference({ckpt.dcontext}, {plain.dcontext}),
-                                   trainable ? relative_difference(ckpt.params, plain.params) : 0.0});
-      const bool bitwise = torch::equal(plain.dx, ckpt.dx) && torch::equal(plain.dcontext, ckpt.dcontext) && identical(plain.params, ckpt.params);
+      auto grads = [&](const UNetGrads& g) {
+        std::vector<torch::Tensor> all{g.dx, g.dcontext};
+        all.insert(all.end(), g.params.begin(), g.params.end());
+        return all;
+      };
+      const double err_plain = relative_difference(grads(plain), grads(exact));
+      const double err_ckpt = relative_difference(grads(ckpt), grads(exact));
+      const double apart = relative_difference(grads(ckpt), grads(plain));
+      const bool bitwise = identical(grads(plain), grads(ckpt));
       WARN("UNet (16/32 channels, 16x16, batch 2" << (bf16 ? ", bf16 autocast" : "") << (trainable ? "" : ", frozen")
                                                 << "): peak bytes in forward + backward " << plain.peak_bytes << " plain, " << ckpt.peak_bytes
-                                                << " checkpointed per block; gradients " << (bitwise ? "bit-identical" : "within ") << rel
-                                                << " (relative)");
-      CHECK(rel <= (bf16 ? 1e-2 : 1e-6));  // bf16: the summation order meets bf16 round-off (2^-8 = 3.9e-3)
+                                                << " checkpointed per block; gradients against float64: plain " << err_plain << ", checkpointed "
+                                                << err_ckpt << "; apart " << apart << (bitwise ? " (bit-identical)" : ""));
+      // The checkpointed pass is as accurate as the plain one (a factor of 2 for the summation order's
+      // share of the same round-off), and the two are no further apart than their errors allow.
+      CHECK(err_plain > 0);
+      CHECK(err_ckpt <= 2 * err_plain);
+      CHECK(apart <= 3 * err_plain);
       CHECK(ckpt.peak_bytes < plain.peak_bytes);
     }
   }

@@ -2,6 +2,7 @@
 // input checks, gradients against finite differences, the text condition's traits, and loading and
 // saving a module's state (strict, non-strict, sharded, hostile indexes). Parity with diffusers
 // itself is tests/models/run_parity.sh.
+#include "../test_skip.hpp"
 #include <diffinstruct/di_star.hpp>
 #include <diffinstruct/memory/counting_allocator.hpp>
 #include <diffinstruct/models/pretrained.hpp>
@@ -322,10 +323,7 @@ TEST_CASE("loading a checkpoint holds one copy of the model: peak CPU memory = t
 }
 
 TEST_CASE("[cuda] models load onto the GPU in float32 and bfloat16 and match the CPU", "[models][cuda]") {
-  if (!torch::cuda::is_available()) {
-    WARN("no CUDA device: skipped");
-    return;
-  }
+  DIFFINSTRUCT_REQUIRE_CUDA();
   at::globalContext().setAllowTF32CuDNN(false);  // float32 convolutions, so that 1e-4 is a fair tolerance
   at::globalContext().setAllowTF32CuBLAS(false);
   const auto dir = scratch("cuda");

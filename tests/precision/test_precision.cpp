@@ -4,6 +4,7 @@
 // decay 0.9999 where a bf16 EMA would not; a forced overflow under loss scaling skips the step,
 // halves the scale and leaves everything bit-identical; the scaler's state resumes exactly; frozen
 // models stored in bf16; errors for what cannot work. [cuda] twins skip without a GPU.
+#include "../test_skip.hpp"
 #include "../tensor_compare.hpp"
 #include "../trainer/tiny_trainer.hpp"
 
@@ -351,10 +352,7 @@ TEST_CASE("precision errors: fp16 on the CPU, reduced-precision trained weights,
 
 TEST_CASE("[cuda] bf16 and fp16 autocast on the GPU: float32 loop, ATen scaler kernels, a forced fp16 overflow skips bit-identically",
           "[precision][cuda]") {
-  if (!torch::cuda::is_available()) {
-    WARN("no CUDA device: skipped");
-    return;
-  }
+  DIFFINSTRUCT_REQUIRE_CUDA();
   const torch::Device cuda(torch::kCUDA);
   for (auto p : {di::Precision::kBFloat16, di::Precision::kFloat16}) {
     auto trainer = make_trainer(1, di::DiStarTrainerOptions().batch_size(64).alpha_rew(0.3).precision(p), cuda);

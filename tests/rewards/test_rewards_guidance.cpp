@@ -1,4 +1,4 @@
-// Guidance placements (MATH.md §2.3) and explicit rewards (§2.4).
+// Guidance placements (docs/math.md §2.3) and explicit rewards (§2.4).
 #include <diffinstruct/di_star.hpp>
 
 #include <catch2/catch.hpp>

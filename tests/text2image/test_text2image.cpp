@@ -3,6 +3,7 @@
 // rows), the CLIP reward (its formula, its gradient by finite differences, what it declares), and a
 // DI* run on a tiny text-conditioned UNet whose CLIP reward rises. Parity of the reward with
 // transformers + diffusers is in tests/models/run_parity.sh.
+#include "../test_skip.hpp"
 #include "../models/one_step_unet.hpp"
 #include "../text/tiny_vocab.hpp"
 
@@ -301,10 +302,7 @@ TEST_CASE("text2image: DI* trains a tiny text-conditioned UNet with the CLIP rew
 }
 
 TEST_CASE("[cuda] prompts encode onto the GPU and the CLIP reward there matches the CPU, in float32 and bfloat16", "[text2image][cuda]") {
-  if (!torch::cuda::is_available()) {
-    WARN("no CUDA device: skipped");
-    return;
-  }
+  DIFFINSTRUCT_REQUIRE_CUDA();
   at::globalContext().setAllowTF32CuDNN(false);  // float32 convolutions, so that the float32 tolerance is fair
   at::globalContext().setAllowTF32CuBLAS(false);
   torch::manual_seed(4);
@@ -451,10 +449,7 @@ TEST_CASE("text2image: a PipelineFolder names every part a pipeline folder lacks
 }
 
 TEST_CASE("[cuda] a OneStepUNet on the GPU matches the CPU, in float32 and under bfloat16 autocast", "[text2image][cuda]") {
-  if (!torch::cuda::is_available()) {
-    WARN("no CUDA device: skipped");
-    return;
-  }
+  DIFFINSTRUCT_REQUIRE_CUDA();
   at::globalContext().setAllowTF32CuDNN(false);
   at::globalContext().setAllowTF32CuBLAS(false);
   torch::manual_seed(6);

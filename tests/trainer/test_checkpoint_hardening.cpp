@@ -1,6 +1,8 @@
 // Checkpoints under faults (issue #11, points 12-18): a writer killed with SIGKILL at random moments,
 // flipped bits and truncations anywhere in the file, loading onto other dtypes, streaming (exact CPU
 // memory through a counting allocator), the run definition, kept versions, stale temporaries.
+#include "../test_files.hpp"
+#include "../test_skip.hpp"
 #include "../tensor_compare.hpp"
 #include "tiny_trainer.hpp"
 
@@ -27,16 +29,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path scratch(const std::string& name) {
-  const fs::path dir = fs::path(DIFFINSTRUCT_TEST_TMPDIR) / "checkpoint_tests";
-  fs::create_directories(dir);
-  return dir / name;
-}
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-void write_all(const fs::path& p, const std::string& bytes) { std::ofstream(p, std::ios::binary) << bytes; }
+fs::path scratch(const std::string& name) { return test_util::scratch_path("checkpoint_tests", name); }
+using test_util::read_all;
+using test_util::write_all;
 
 using test_util::identical;
 using test_util::snapshot;
@@ -242,10 +237,7 @@ TEST_CASE("#14 loading puts every tensor on the live model's dtype and device", 
 }
 
 TEST_CASE("[cuda] #14 a CPU checkpoint loads onto a trainer on the GPU", "[cuda][checkpoint]") {
-  if (!torch::cuda::is_available()) {
-    WARN("no CUDA device: skipped");
-    return;
-  }
+  DIFFINSTRUCT_REQUIRE_CUDA();
   auto cpu = tiny::make(1);
   cpu->fit(2);
   const auto path = scratch("cpu_for_gpu.ckpt");

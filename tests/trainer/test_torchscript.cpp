@@ -1,6 +1,7 @@
 // TorchScript models in every role: the same DI* steps on scripted modules (defined from TorchScript
 // source here, saved and loaded like files exported from Python) and on equivalent native modules
 // give the same losses and the same trained weights; load errors name the role and the problem.
+#include "../test_files.hpp"
 #include <diffinstruct/di_star.hpp>
 #include <diffinstruct/testing/gaussian_mixture.hpp>
 
@@ -14,11 +15,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path scratch(const std::string& name) {
-  const fs::path dir = fs::path(DIFFINSTRUCT_TEST_TMPDIR) / "torchscript_tests";
-  fs::create_directories(dir);
-  return dir / name;
-}
+fs::path scratch(const std::string& name) { return test_util::scratch_path("torchscript_tests", name); }
 
 // in -> 32 -> 2 with SiLU; the assistant sees (x_t, t).
 struct TinyMlpImpl : torch::nn::Module {

@@ -1,4 +1,4 @@
-// The DI* trainer (MATH.md §4): it learns, it is deterministic, it resumes exactly, it never touches
+// The DI* trainer (docs/math.md §4): it learns, it is deterministic, it resumes exactly, it never touches
 // frozen models, it drops non-finite updates, it validates its options.
 #include "../tensor_compare.hpp"
 #include <diffinstruct/di_star.hpp>

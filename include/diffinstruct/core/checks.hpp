@@ -102,7 +102,7 @@ inline torch::Tensor per_sample(const torch::Tensor& v, const torch::Tensor& lik
   return v.reshape(shape);
 }
 
-/// Sum over every non-batch dimension: the library's reduction convention (MATH.md §2.4) is "sum over
+/// Sum over every non-batch dimension: the library's reduction convention (docs/math.md §2.4) is "sum over
 /// the dimensions of one sample, mean over the batch".
 inline torch::Tensor sum_per_sample(const torch::Tensor& t) {
   return t.reshape({t.size(0), -1}).sum(1);

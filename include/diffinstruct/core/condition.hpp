@@ -7,8 +7,11 @@
 ///   static C concat(const C& a, const C& b);             // a's rows then b's rows
 ///   static C broadcast(const C& c, int64_t batch);       // a 1-row condition (e.g. the null one) to `batch` rows
 ///   static void append_ivalues(const C& c, std::vector<torch::jit::IValue>& args);  // TorchScript arguments
-/// Optional, needed only for data-parallel training (each rank takes its rows of a global batch):
+/// Optional, needed only for data-parallel training and micro-batches (each takes rows of a batch):
 ///   static C slice(const C& c, int64_t begin, int64_t end);  // rows [begin, end)
+/// Optional: the trainer moves sampled and null conditions to its device with it (without it, it
+/// checks that they are there; core/condition_device.hpp):
+///   static C to(const C& c, const c10::Device& device);
 /// Shipped: `torch::Tensor` (any [B, ...] tensor: labels, embeddings) and `NoCondition`.
 /// Specialise it for a struct of tensors (docs/policies.md shows SDXL's three-tensor condition).
 
@@ -53,6 +56,7 @@ struct ConditionTraits<torch::Tensor> {
   }
   static void append_ivalues(const torch::Tensor& c, std::vector<torch::jit::IValue>& args) { args.emplace_back(c); }
   static torch::Tensor slice(const torch::Tensor& c, int64_t begin, int64_t end) { return c.slice(0, begin, end); }
+  static torch::Tensor to(const torch::Tensor& c, const c10::Device& device) { return c.defined() ? c.to(device) : c; }
 };
 
 template <>
@@ -62,6 +66,7 @@ struct ConditionTraits<NoCondition> {
   static NoCondition broadcast(const NoCondition&, int64_t) { return {}; }
   static void append_ivalues(const NoCondition&, std::vector<torch::jit::IValue>&) {}
   static NoCondition slice(const NoCondition&, int64_t, int64_t) { return {}; }
+  static NoCondition to(const NoCondition&, const c10::Device&) { return {}; }
 };
 
 namespace detail {

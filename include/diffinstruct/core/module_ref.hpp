@@ -66,6 +66,32 @@ class ModuleRef {
     else script_->train(on);
   }
   bool is_training() const { return native_ ? native_->is_training() : script_->is_training(); }
+  /// The train/eval flag of the module and of each submodule, in pre-order (the module first).
+  std::vector<bool> subtree_modes() const {
+    std::vector<bool> out;
+    if (native_) {
+      for (const auto& m : native_->modules(/*include_self=*/true)) out.push_back(m->is_training());
+    } else {
+      for (const auto& m : script_->modules()) out.push_back(m.is_training());
+    }
+    return out;
+  }
+  /// Sets the flags subtree_modes() returned (each module's train() sets its submodules too, so
+  /// setting them in pre-order leaves every module with its own flag).
+  void set_subtree_modes(const std::vector<bool>& modes) const {
+    size_t i = 0;
+    if (native_) {
+      for (const auto& m : native_->modules(/*include_self=*/true)) {
+        TORCH_INTERNAL_ASSERT(i < modes.size(), "diffinstruct::ModuleRef: the module gained submodules since its modes were taken");
+        m->train(modes[i++]);
+      }
+    } else {
+      for (auto m : script_->modules()) {
+        TORCH_INTERNAL_ASSERT(i < modes.size(), "diffinstruct::ModuleRef: the module gained submodules since its modes were taken");
+        m.train(modes[i++]);
+      }
+    }
+  }
   /// Frozen: evaluation mode (dropout off, batch-norm statistics fixed) and no parameter gradients.
   void freeze() const {
     train(false);
@@ -114,6 +140,46 @@ class EvalModeScope {
  private:
   std::vector<ModuleRef> modules_;
   std::vector<bool> was_;
+};
+
+/// The train/eval modes of some modules (and all their submodules), to be set again later: what
+/// activation checkpointing's recompute must see (memory/activation_checkpoint.hpp).
+class ModeSnapshot {
+ public:
+  static ModeSnapshot take(const std::vector<ModuleRef>& modules) {
+    ModeSnapshot s;
+    for (const auto& m : modules) s.entries_.emplace_back(m, m.subtree_modes());
+    return s;
+  }
+  void apply() const {
+    for (const auto& [m, modes] : entries_) m.set_subtree_modes(modes);
+  }
+  bool empty() const { return entries_.empty(); }
+  /// The modes the same modules have now.
+  ModeSnapshot current() const {
+    ModeSnapshot s;
+    for (const auto& e : entries_) s.entries_.emplace_back(e.first, e.first.subtree_modes());
+    return s;
+  }
+
+ private:
+  std::vector<std::pair<ModuleRef, std::vector<bool>>> entries_;
+};
+
+/// Sets a snapshot's modes for a scope and puts the modes of that moment back after.
+class ModeGuard {
+ public:
+  explicit ModeGuard(const ModeSnapshot& wanted) {
+    if (wanted.empty()) return;
+    now_ = wanted.current();
+    wanted.apply();
+  }
+  ~ModeGuard() { now_.apply(); }
+  ModeGuard(const ModeGuard&) = delete;
+  ModeGuard& operator=(const ModeGuard&) = delete;
+
+ private:
+  ModeSnapshot now_;
 };
 
 /// The modules a policy declares, or none.

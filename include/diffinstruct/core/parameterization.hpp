@@ -7,7 +7,7 @@
 ///   static constexpr const char* name;
 /// `alpha` and `sigma` are per-sample [B] or scalars; they broadcast against [B, ...].
 ///
-/// With x_t = α x0 + σ ε (MATH.md §1):
+/// With x_t = α x0 + σ ε (docs/math.md §1):
 ///   score  s = −ε̂/σ
 ///   x0     D = (x_t − σ ε̂)/α
 ///   v      v = α ε̂ − σ x̂0  (diffusers' convention)  ⇒  ε̂ = (α v + σ x_t)/(α² + σ²)
@@ -106,7 +106,7 @@ inline constexpr bool is_parameterization_v = detail::is_parameterization<P>::va
 
 namespace diffinstruct {
 
-/// The forward process x_t = α_t x0 + σ_t ε (MATH.md §1), α and σ per sample [B] or scalars.
+/// The forward process x_t = α_t x0 + σ_t ε (docs/math.md §1), α and σ per sample [B] or scalars.
 inline torch::Tensor diffuse(const torch::Tensor& x0, const torch::Tensor& alpha, const torch::Tensor& sigma,
                              const torch::Tensor& noise) {
   return per_sample(alpha, x0) * x0 + per_sample(sigma, x0) * noise;

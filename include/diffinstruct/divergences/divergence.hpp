@@ -10,7 +10,7 @@
 /// (finite, σ > 0, α > 0) when `in.check_values` is true, the default; call
 /// `detail::check_divergence_inputs(in, name)` first thing, as the shipped policies do.
 /// The surrogate's *value* is not the divergence; its gradient with respect to the generator's
-/// parameters is (MATH.md §2). Copy `NoDivergence` to write your own, or supply only a distance
+/// parameters is (docs/math.md §2). Copy `NoDivergence` to write your own, or supply only a distance
 /// d'(y) to `ScoreDivergence<Distance>` (score_divergence.hpp).
 
 #include <diffinstruct/core/checks.hpp>

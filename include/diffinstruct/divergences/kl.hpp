@@ -15,7 +15,7 @@ struct KLOptions {
   TORCH_ARG(double, normalizer_eps) = 1e-6;
 };
 
-/// KL(p_θ,t ‖ q_t) integrated over t: surrogate L = w ⟨sg[y], x_t⟩, y = (b − a)/σ (MATH.md §2.2).
+/// KL(p_θ,t ‖ q_t) integrated over t: surrogate L = w ⟨sg[y], x_t⟩, y = (b − a)/σ (docs/math.md §2.2).
 /// Its gradient on a sample x0 is w α y = w α (s_ψ − s_tgt): with w = σ²/α² (Weighting::kInverseSnr)
 /// that is D_ψ − D_tgt, DMD's unnormalised gradient; with the default w = σ² it is ᾱ_t times that.
 /// With `dmd_normalizer` the surrogate is DMD2's, L = ⟨sg[(D_ψ − D_tgt)/mean|x0 − D_tgt|], x0⟩,

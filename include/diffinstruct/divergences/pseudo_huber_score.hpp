@@ -9,14 +9,14 @@ namespace diffinstruct {
 struct PseudoHuberScoreOptions {
   /* implicit */ PseudoHuberScoreOptions(double c = 1.0) : c_(c) {}
   /// The pseudo-Huber scale c > 0: d(y) = √(‖y‖² + c²) − c. Mostly a strength knob: for ‖y‖ ≪ c,
-  /// d'(y) ≈ y/c, so larger c means a weaker pull (NOTES.md §6).
+  /// d'(y) ≈ y/c, so larger c means a weaker pull (docs/findings.md §6).
   TORCH_ARG(double, c);
   /// Which implementation computes the surrogate (kReference forces the ATen oracle).
   TORCH_ARG(KernelBackend, backend) = KernelBackend::kAuto;
 };
 
 /// DI*'s divergence: ∫ w E_π[√(‖s_θ − s_ref‖² + c²) − c] dt, with surrogate
-///   L = w ⟨y, g⟩ / √(‖y‖² + c²),   y = (b − a)/σ, g = (a − e)/σ   (MATH.md §2.1).
+///   L = w ⟨y, g⟩ / √(‖y‖² + c²),   y = (b − a)/σ, g = (a − e)/σ   (docs/math.md §2.1).
 /// ‖d'(y)‖ < 1, so each sample's push is bounded: a bounded reward is needed to avoid runaway.
 ///
 /// Example:

@@ -5,7 +5,7 @@
 ///   static constexpr const char* name;
 ///   torch::Tensor grad(const torch::Tensor& y) const;  // d'(y), shape of y [B, ...]; per-sample
 ///                                                      // reductions over a sample's dims are allowed
-/// The surrogate is SIM's L = w ⟨d'(y), g⟩ with y = (b − a)/σ, g = (a − e)/σ (MATH.md §2.1), and
+/// The surrogate is SIM's L = w ⟨d'(y), g⟩ with y = (b − a)/σ, g = (a − e)/σ (docs/math.md §2.1), and
 /// d'(y) is NOT detached: the gradient must reach the generator through the networks' inputs inside
 /// d'(y) as well as inside g. Detaching it leaves the location gradient right and the scale gradient
 /// wrong (tests/divergences show it).

@@ -13,7 +13,7 @@ struct SquaredL2ScoreOptions {
   TORCH_ARG(KernelBackend, backend) = KernelBackend::kAuto;
 };
 
-/// ∫ w E_π[‖s_θ − s_ref‖²] dt with surrogate L = 2w ⟨y, g⟩ + (1 − α) w ‖y‖² (MATH.md §2.1).
+/// ∫ w E_π[‖s_θ − s_ref‖²] dt with surrogate L = 2w ⟨y, g⟩ + (1 − α) w ‖y‖² (docs/math.md §2.1).
 class SquaredL2Score {
  public:
   static constexpr bool needs_input_grad = true;

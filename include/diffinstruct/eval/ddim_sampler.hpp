@@ -1,7 +1,7 @@
 #pragma once
 /// \file Deterministic DDIM sampling (η = 0) from a teacher, with optional classifier-free guidance:
 /// the multi-step baseline, and the source of (z, x0) "ODE pairs" for regressing a one-step
-/// generator before distillation (DMD; NOTES.md §3).
+/// generator before distillation (DMD; docs/findings.md §3).
 
 #include <diffinstruct/core/model_adapter.hpp>
 

@@ -112,5 +112,38 @@ inline void replace_file_atomically(const std::string& target, const std::functi
   detail::fsync_dir(dir, what);
 }
 
+/// fsync of a file someone else wrote (torch::save, an archive): what replace_file_atomically's
+/// `write` must do before it returns.
+inline void fsync_file(const std::string& path, const std::string& what) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  TORCH_CHECK(fd >= 0, "diffinstruct::io: cannot open '", path, "' (", what, ") to fsync it: ", std::strerror(errno));
+  const bool synced = ::fsync(fd) == 0;
+  const int err = errno;
+  ::close(fd);
+  TORCH_CHECK(synced, "diffinstruct::io: cannot fsync '", path, "' (", what, "): ", std::strerror(err));
+}
+
+/// Replaces the file at `path` with `text`, atomically and durably (replace_file_atomically).
+inline void write_text_file_atomically(const std::string& path, const std::string& text, const std::string& what = "the file") {
+  replace_file_atomically(path, [&](const std::string& tmp) {
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    TORCH_CHECK(fd >= 0, "diffinstruct::io: cannot create '", tmp, "' (", what, "): ", std::strerror(errno));
+    size_t done = 0;
+    while (done < text.size()) {
+      const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        const int err = errno;
+        ::close(fd);
+        TORCH_CHECK(false, "diffinstruct::io: cannot write '", tmp, "' (", what, "): ", std::strerror(err));
+      }
+      done += static_cast<size_t>(n);
+    }
+    const bool ok = ::fsync(fd) == 0;
+    const int err = errno;
+    TORCH_CHECK(::close(fd) == 0 && ok, "diffinstruct::io: cannot fsync or close '", tmp, "' (", what, "): ", std::strerror(err));
+  }, 1, what);
+}
+
 } // namespace io
 } // namespace diffinstruct

@@ -137,18 +137,6 @@ class SafetensorsCheckpoint {
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, size_t> where_;
 };
-
-/// Replaces `path` with `text`, atomically and durably (configs, indexes).
-inline void write_text_file_atomically(const std::string& path, const std::string& text, const std::string& what = "the file") {
-  replace_file_atomically(path, [&](const std::string& tmp) {
-    detail::Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    TORCH_CHECK(fd.get() >= 0, "diffinstruct::io: cannot create '", tmp, "': ", std::strerror(errno));
-    detail::write_all(fd.get(), text.data(), text.size(), tmp);
-    TORCH_CHECK(::fsync(fd.get()) == 0, "diffinstruct::io: cannot fsync '", tmp, "': ", std::strerror(errno));
-    TORCH_CHECK(fd.close(), "diffinstruct::io: cannot close '", tmp, "': ", std::strerror(errno));
-  }, 1, what);
-}
-
 namespace detail {
 
 /// The module's parameters and buffers by their full names.

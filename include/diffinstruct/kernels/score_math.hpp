@@ -5,7 +5,7 @@
 /// After two per-sample reductions, yy = ‖y‖² and yg = ⟨y, g⟩ (y = (b − a)/σ, g = (a − e)/σ), the
 /// loss and both input gradients are elementwise:
 ///   ∂L/∂a = ya · y + ga · g,     ∂L/∂b = yb · y + gb · g      (times the upstream gradient)
-/// pseudo-Huber (MATH.md §2.1), r = √(yy + c²):
+/// pseudo-Huber (docs/math.md §2.1), r = √(yy + c²):
 ///   L = w yg / r,  ya = (w/(σ r))(1 + yg/r²),  ga = −w/(σ r),  yb = −w yg/(σ r³),  gb = w/(σ r)
 /// squared L2 with SiD's α:
 ///   L = 2w yg + (1 − α) w yy,  ya = 2wα/σ,  ga = −2w/σ,  yb = 2w(1 − α)/σ,  gb = 2w/σ

@@ -1,5 +1,5 @@
 #pragma once
-/// \file The assistant's denoising score-matching loss on detached generator samples (MATH.md §3).
+/// \file The assistant's denoising score-matching loss on detached generator samples (docs/math.md §3).
 
 #include <diffinstruct/core/model_adapter.hpp>
 

@@ -1,7 +1,7 @@
 #pragma once
-/// \file The DI* generator loss: L = L_div + L_cfg + L_rew (MATH.md §2, §4).
+/// \file The DI* generator loss: L = L_div + L_cfg + L_rew (docs/math.md §2, §4).
 ///
-/// Reduction convention (fixed, MATH.md §2.4): every term is summed over a sample's dimensions and
+/// Reduction convention (fixed, docs/math.md §2.4): every term is summed over a sample's dimensions and
 /// returned per sample [B]; the trainer averages over the batch. α_rew is therefore relative to a
 /// divergence summed over all of a sample's dimensions (4×128×128 for an SDXL latent).
 

@@ -153,7 +153,7 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
           block(in[0], in[1], in[2], &res);
           return res;
         },
-        {h, emb, context}, block->parameters());
+        {h, emb, context}, block->parameters(), {ModuleRef::of(block)});
     skips.insert(skips.end(), out.begin(), out.end());
     return out.back();
   }
@@ -170,7 +170,7 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
           TORCH_INTERNAL_ASSERT(own.size() == n);
           return std::vector<torch::Tensor>{block(x[0], own, x[1], x[2], size)};
         },
-        in, block->parameters())[0];
+        in, block->parameters(), {ModuleRef::of(block)})[0];
   }
 
   void check_inputs(const torch::Tensor& sample, const torch::Tensor& timestep, const TextCondition& cond) const {
@@ -237,6 +237,9 @@ struct ConditionTraits<models::TextCondition> {
   }
   static C slice(const C& c, int64_t begin, int64_t end) {
     return map(c, [&](const torch::Tensor& t) { return t.slice(0, begin, end); });
+  }
+  static C to(const C& c, const c10::Device& device) {
+    return map(c, [&](const torch::Tensor& t) { return t.to(device); });
   }
 
  private:

@@ -1,5 +1,5 @@
 #pragma once
-/// \file The Guidance policy family: classifier-free guidance as an implicit reward (MATH.md §2.3).
+/// \file The Guidance policy family: classifier-free guidance as an implicit reward (docs/math.md §2.3).
 ///
 /// CFG corresponds to the reward r_cfg = log p_ref(c | x_t), whose gradient is
 /// s_ref(x_t | c) − s_ref(x_t | ∅) = −(ε̂_c − ε̂_u)/σ.

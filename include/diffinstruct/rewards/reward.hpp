@@ -1,5 +1,5 @@
 #pragma once
-/// \file The Reward policy family: an explicit, differentiable reward r(x0, c) (MATH.md §2.4).
+/// \file The Reward policy family: an explicit, differentiable reward r(x0, c) (docs/math.md §2.4).
 ///
 /// Requirements of a Reward policy `R` for condition type `C` (see docs/policies.md#rewards):
 ///   static constexpr bool is_null;                        // true only for NoReward (the trainer skips it)

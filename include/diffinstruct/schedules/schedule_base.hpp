@@ -7,8 +7,8 @@
 ///   TimeRange full_range() const;                        // the domain of t
 ///   torch::Tensor sample_t(int64_t batch, TimeRange range, const torch::TensorOptions& options,
 ///                          c10::optional<at::Generator> gen) const;  // t ~ π(t) restricted to range
-///   torch::Tensor w(const torch::Tensor& t) const;       // generator weighting w(t)      (MATH.md §2)
-///   torch::Tensor lambda(const torch::Tensor& t) const;  // assistant DSM weighting λ(t)  (MATH.md §3)
+///   torch::Tensor w(const torch::Tensor& t) const;       // generator weighting w(t)      (docs/math.md §2)
+///   torch::Tensor lambda(const torch::Tensor& t) const;  // assistant DSM weighting λ(t)  (docs/math.md §3)
 ///   torch::Tensor sample_generator_t(int64_t, const torch::TensorOptions&, c10::optional<at::Generator>) const;
 ///   torch::Tensor sample_assistant_t(int64_t, const torch::TensorOptions&, c10::optional<at::Generator>) const;
 /// Deriving from `ScheduleBase<S>` supplies the last four from the first four and the options'
@@ -29,7 +29,7 @@ struct TimeRange {
 };
 
 /// Weightings of the generator loss (w) and of the assistant's denoising loss (λ), as functions of
-/// (α_t, σ_t). `kSigmaSquaredOverAlpha` is MATH.md §4's choice that turns the pseudo-Huber loss into
+/// (α_t, σ_t). `kSigmaSquaredOverAlpha` is docs/math.md §4's choice that turns the pseudo-Huber loss into
 /// an x0-space form; `kInverseSnr` (σ²/α²) turns the ε-space DSM loss into the x0-space MSE; `kEdm`
 /// is Karras et al.'s λ(σ) = (σ² + σ_d²)/(σ σ_d)² applied to the x0 error, written in ε-space with
 /// σ_VE = σ/α.

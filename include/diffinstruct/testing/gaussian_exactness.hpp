@@ -1,5 +1,5 @@
 #pragma once
-/// \file The Gaussian exactness problem of MATH.md §5: a check that a divergence surrogate's
+/// \file The Gaussian exactness problem of docs/math.md §5: a check that a divergence surrogate's
 /// gradient is the divergence's true gradient, on a problem where every score is known exactly.
 ///
 /// Generator x0 = m + e^l z (location m ∈ R^D, log-scale l), teacher N(μ_c, s_c² I) (conditional) and
@@ -9,7 +9,7 @@
 ///
 /// For each sample the library's surrogate gradient with respect to (m, l) is computed by autograd
 /// through x0; the truth is
-///   * score divergences: E_{x~p_θ,t}[d'(y)ᵀ ∂s_θ(x)/∂θ] (MATH.md §5), estimated on the SAME draws
+///   * score divergences: E_{x~p_θ,t}[d'(y)ᵀ ∂s_θ(x)/∂θ] (docs/math.md §5), estimated on the SAME draws
 ///     with the analytic ∂s_θ/∂θ (paired, so the difference has a small standard error), or in closed
 ///     form for squared L2;
 ///   * KL: the derivative of the closed-form Gaussian KL (in its DI form E[(s_p − s_tgt)ᵀ ∂x_t/∂θ]);

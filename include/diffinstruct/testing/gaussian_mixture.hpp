@@ -1,6 +1,6 @@
 #pragma once
 /// \file A 2-D (or D-dimensional) mixture of isotropic Gaussians whose diffused score is exact at
-/// every time (MATH.md §5): a teacher known exactly, for end-to-end checks of DI*.
+/// every time (docs/math.md §5): a teacher known exactly, for end-to-end checks of DI*.
 ///
 /// Diffused at (α, σ), component k is N(α μ_k, v I) with v = α² s² + σ², so
 ///   score(x) = −(x − α Σ_k r_k(x) μ_k)/v,   r = softmax_k(log w_k − ‖x − α μ_k‖²/(2v)),

@@ -50,9 +50,17 @@ class ClipReward {
                     c.reward_text_embeds.size(1) == vision_->config().projection_dim,
                 "diffinstruct::ClipReward: expected reward_text_embeds [", batch, ", ", vision_->config().projection_dim, "], got ",
                 c.reward_text_embeds.sizes());
-    const auto image_embeds = embed_images(x0);
-    const auto text = c.reward_text_embeds.to(image_embeds.device(), image_embeds.scalar_type());
-    return scale_ * (image_embeds * text).sum(-1);
+    return reward_of_embeddings(embed_images(x0), c.reward_text_embeds);
+  }
+
+  /// The reward from unit-norm image and text embeddings [B, E]: exp(logit_scale) · cos, per sample
+  /// (what operator() returns; an evaluation that has the embeddings already uses this).
+  torch::Tensor reward_of_embeddings(const torch::Tensor& image_embeds, const torch::Tensor& text_embeds) const {
+    return scale_ * cosine_of_unit(image_embeds, text_embeds);
+  }
+  /// cos(image, text) per row of unit-norm embeddings, in the image embeddings' dtype and device.
+  static torch::Tensor cosine_of_unit(const torch::Tensor& image_embeds, const torch::Tensor& text_embeds) {
+    return (image_embeds * text_embeds.to(image_embeds.device(), image_embeds.scalar_type())).sum(-1);
   }
 
   /// Unit-norm image embeddings [B, E] of x0 (latents with a VAE, else pixels in [−1, 1]), in float32

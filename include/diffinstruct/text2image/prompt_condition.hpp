@@ -41,6 +41,10 @@ struct ConditionTraits<text2image::PromptCondition> {
     auto rows = [&](const torch::Tensor& t) { return t.defined() ? t.slice(0, begin, end) : t; };
     return assemble(Text::slice(c, begin, end), rows(c.reward_text_embeds), rows(c.prompt_index));
   }
+  static C to(const C& c, const c10::Device& device) {
+    auto move = [&](const torch::Tensor& t) { return t.defined() ? t.to(device) : t; };
+    return assemble(Text::to(c, device), move(c.reward_text_embeds), c.prompt_index);  // the index stays a CPU bookkeeping tensor
+  }
 
  private:
   static C assemble(models::TextCondition text, torch::Tensor reward, torch::Tensor index) {

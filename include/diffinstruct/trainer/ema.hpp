@@ -50,4 +50,28 @@ class ExponentialMovingAverage {
   std::vector<torch::Tensor> shadow_;
 };
 
+/// The EMA's weights in the parameters for a scope, the trained ones back after (even if the scope
+/// throws). An empty EMA (decay 0) swaps nothing.
+///
+/// Example:
+///   { EmaWeightsScope ema_weights(trainer.ema(), trainer.generator_parameters());  sample(); }
+class EmaWeightsScope {
+ public:
+  EmaWeightsScope(ExponentialMovingAverage& ema, const std::vector<torch::Tensor>& params, bool on = true)
+      : ema_(on && !ema.shadow().empty() ? &ema : nullptr), params_(params) {
+    if (ema_) ema_->swap(params_);
+  }
+  ~EmaWeightsScope() {
+    if (ema_) ema_->swap(params_);
+  }
+  EmaWeightsScope(const EmaWeightsScope&) = delete;
+  EmaWeightsScope& operator=(const EmaWeightsScope&) = delete;
+  /// Whether the EMA's weights are in (false without an EMA).
+  bool active() const { return ema_ != nullptr; }
+
+ private:
+  ExponentialMovingAverage* ema_;
+  std::vector<torch::Tensor> params_;
+};
+
 } // namespace diffinstruct

@@ -35,7 +35,7 @@ enum class LossScaling {
   kOff,   ///< never
 };
 
-/// Adam settings for one of the two trained networks (NOTES.md §6: betas (0.5, 0.999) worked).
+/// Adam settings for one of the two trained networks (docs/findings.md §6: betas (0.5, 0.999) worked).
 struct AdamSettings {
   /* implicit */ AdamSettings(double lr = 1e-4) : lr_(lr) {}
   TORCH_ARG(double, lr);
@@ -49,7 +49,7 @@ struct AdamSettings {
   TORCH_ARG(bool, decoupled_weight_decay) = true;
 };
 
-/// Options of `DiStarTrainer` (MATH.md §4).
+/// Options of `DiStarTrainer` (docs/math.md §4).
 ///
 /// Example:
 ///   DiStarTrainerOptions().batch_size(256).assistant_steps(1).alpha_rew(0.3).seed(7)

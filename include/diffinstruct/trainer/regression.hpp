@@ -1,7 +1,7 @@
 #pragma once
 /// \file Regressing a one-step generator onto (z, x0) pairs from a deterministic teacher sampler
 /// (DMD's "ODE pairs"): the initialisation that lets score distillation keep every mode
-/// (NOTES.md §3: from a random start about 35% of samples stayed between modes; after regression
+/// (docs/findings.md §3: from a random start about 35% of samples stayed between modes; after regression
 /// the floor of about 12.5%).
 
 #include <diffinstruct/core/model_adapter.hpp>

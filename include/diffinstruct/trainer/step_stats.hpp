@@ -8,7 +8,7 @@
 namespace diffinstruct {
 
 /// Statistics of one training iteration (K assistant updates + one generator update). Losses are
-/// batch means of the per-sample terms (sum over a sample's dims, MATH.md §2.4).
+/// batch means of the per-sample terms (sum over a sample's dims, docs/math.md §2.4).
 struct StepStats {
   int64_t step = 0;                 ///< iterations completed after this one
   double generator_loss = 0;        ///< L = L_div + L_cfg + L_rew

@@ -2,7 +2,7 @@
 /// \file Reference score-divergence surrogates in plain ATen ops: any device, any floating dtype,
 /// autograd through `a` and `b`. These are the oracle every fused kernel is tested against.
 ///
-/// In ε-space (MATH.md §2.1), per sample, summed over the sample's dimensions:
+/// In ε-space (docs/math.md §2.1), per sample, summed over the sample's dimensions:
 ///   y = (b − a)/σ   (score difference s_ψ − s_tgt)      g = (a − e)/σ
 ///   pseudo-Huber   L = w ⟨y, g⟩ / √(‖y‖² + c²)
 ///   squared L2     L = 2w ⟨y, g⟩ + (1 − α_SiD) w ‖y‖²
