@@ -364,11 +364,9 @@ void run(const Args& args) {
                       job.latent_shape[0], job.latent_shape[1], job.latent_shape[2], job.device.str(), di::precision_name(job.precision),
                       job.dp ? fmt::format(", rank {} of {}", job.rank, job.dp->world_size()) : std::string()));
   job.log(fmt::format("generator: {}; {} prompts", job.generator->describe(), job.prompts.size()));
-  if (sc.prediction == dm::Prediction::kV) {
-    run_with<di::VPrediction>(job);
-  } else {
-    run_with<di::EpsPrediction>(job);
-  }
+  // The teacher's (and assistant's) parameterization, as its scheduler_config.json says (load_models
+  // refused "sample": a teacher predicting x0 is not supported here).
+  dm::with_parameterization(sc.prediction, [&](auto param) { run_with<decltype(param)>(job); });
 }
 
 }  // namespace

@@ -17,7 +17,7 @@
 
 #include <diffinstruct/core/checks.hpp>
 #include <diffinstruct/core/condition.hpp>
-#include <diffinstruct/core/model_adapter.hpp>
+#include <diffinstruct/core/roles.hpp>
 #include <diffinstruct/core/parameterization.hpp>
 #include <diffinstruct/core/torchscript.hpp>
 

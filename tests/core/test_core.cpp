@@ -1,4 +1,4 @@
-// Parameterizations, conditions and model adapters (include/diffinstruct/core).
+// Parameterizations, conditions and the role wrappers (include/diffinstruct/core).
 #include <diffinstruct/di_star.hpp>
 
 #include <catch2/catch.hpp>

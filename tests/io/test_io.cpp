@@ -61,6 +61,8 @@ TEST_CASE("the JSON reader accepts JSON and refuses everything else by name", "[
   CHECK(v.find("a")->array()[1].integer() == -2);
   CHECK(v.find("a")->array()[2].number() == 350.0);
   CHECK(v.find("s")->string() == "x\xc3\xa9\xf0\x9f\x98\x80\n");
+  // Raw UTF-8 of every length passes through unchanged.
+  CHECK(io::parse_json("\"x\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"", "t").string() == "x\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
   CHECK(v.find("o")->object().empty());
   CHECK(v.find("missing") == nullptr);
   CHECK(io::parse_json(" 7 ", "t").integer() == 7);
@@ -83,6 +85,14 @@ TEST_CASE("the JSON reader accepts JSON and refuses everything else by name", "[
       {R"(tru)", "expected 'true'"},
       {"", "unexpected end of text"},
       {std::string(100, '[') + std::string(100, ']'), "nested deeper than 64 levels"},
+      // UTF-8 (RFC 3629): a stray continuation byte, an overlong '/', a UTF-16 surrogate, past U+10FFFF,
+      // a Latin-1 byte, a sequence cut short.
+      {"\"\x80\"", "invalid UTF-8"},
+      {"\"\xc0\xaf\"", "invalid UTF-8"},
+      {"\"\xed\xa0\x80\"", "invalid UTF-8"},
+      {"\"\xf4\x90\x80\x80\"", "invalid UTF-8"},
+      {"\"caf\xe9\"", "invalid UTF-8"},
+      {"\"\xe2\x82", "truncated UTF-8"},
   };
   for (const auto& [text, why] : bad) {
     INFO(text);

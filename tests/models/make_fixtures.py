@@ -195,21 +195,13 @@ def clip_reward_fixture(out_dir, batch=2):
     import transformers
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "text"))
     import make_tokenizer_fixtures as tf
+    import tiny_clip
 
     folder = os.path.join(out_dir, "clip_reward")
     tf.write_folder(os.path.join(folder, "tokenizer"), tf.learn_merges(tf.CORPUS, 400), "<|endoftext|>")
     tok = transformers.CLIPTokenizer.from_pretrained(os.path.join(folder, "tokenizer"))
     torch.manual_seed(0)
-    config = transformers.CLIPConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         max_position_embeddings=77, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
-                         pad_token_id=tok.pad_token_id),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=28, patch_size=7,
-                           hidden_act="gelu"),
-        projection_dim=12)
-    clip = transformers.CLIPModel(config).eval()
-    with torch.no_grad():
-        clip.logit_scale.fill_(float(torch.log(torch.tensor(50.0))))
+    clip = tiny_clip.tiny_clip_model(tok, image_size=28, patch_size=7)
     clip.save_pretrained(os.path.join(folder, "clip"))
     # The same model as transformers 4.x wrote its config: every generation default in each sub-config
     # (PickScore_v1's config.json looks like this).
@@ -244,7 +236,7 @@ def clip_reward_fixture(out_dir, batch=2):
     # CLIP's preprocessing as differentiable tensor operations (the C++ clip_preprocess); the mean and
     # std are transformers' CLIPImageProcessor's.
     proc = transformers.CLIPImageProcessor()
-    size = config.vision_config.image_size
+    size = clip.config.vision_config.image_size
     h, w = images.shape[-2:]
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))

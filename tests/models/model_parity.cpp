@@ -7,7 +7,7 @@
 // respect to every input and every parameter to 1e-4, relative: ‖c++ − diffusers‖₂ / ‖diffusers‖₂
 // per tensor. Prints the table docs/models.md quotes; exits 1 on any miss.
 #include <diffinstruct/adapters/lora_file.hpp>
-#include <diffinstruct/core/model_adapter.hpp>
+#include <diffinstruct/core/roles.hpp>
 #include <diffinstruct/models/pretrained.hpp>
 #include <diffinstruct/text/prompt_file.hpp>
 #include <diffinstruct/text2image/clip_reward.hpp>

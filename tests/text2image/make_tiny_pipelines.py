@@ -23,6 +23,7 @@ from diffusers import (AutoencoderKL, DDIMScheduler, EulerDiscreteScheduler, Sta
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "text"))
 import make_tokenizer_fixtures as tf  # noqa: E402
+import tiny_clip  # noqa: E402
 
 VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"), up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
@@ -81,16 +82,7 @@ def clip_folder(out, tmp):
     folder = os.path.join(out, "clip")
     tok = tokenizer(os.path.join(tmp, "clip_tokenizer"))
     torch.manual_seed(8)
-    config = transformers.CLIPConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         max_position_embeddings=77, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
-                         pad_token_id=tok.pad_token_id),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=16, patch_size=4,
-                           hidden_act="gelu"),
-        projection_dim=12)
-    clip = transformers.CLIPModel(config).eval()
-    with torch.no_grad():
-        clip.logit_scale.fill_(float(torch.log(torch.tensor(50.0))))
+    clip = tiny_clip.tiny_clip_model(tok, image_size=16, patch_size=4)
     clip.save_pretrained(folder)
     tok.save_pretrained(folder)
 

@@ -13,7 +13,7 @@
 ///   DiStarTrainer<...> trainer(generator, teacher, assistant, ...);   // trains the adapters only
 
 #include <diffinstruct/adapters/lora.hpp>
-#include <diffinstruct/core/model_adapter.hpp>
+#include <diffinstruct/core/roles.hpp>
 #include <diffinstruct/core/module_ref.hpp>
 
 #include <torch/torch.h>

@@ -2,7 +2,7 @@
 /// \file Loading models exported from Python (`torch.jit.script(model).save(path)`) for a role in
 /// DI* training, with errors that name the role, the file and what was expected.
 ///
-/// The adapters (core/model_adapter.hpp) call a TorchScript module's `forward` with IValues, so a
+/// The role wrappers (core/roles.hpp) call a TorchScript module's `forward` with IValues, so a
 /// loaded module is used exactly like a native one: the generator and the assistant stay trainable
 /// (the trainer optimises `module.parameters()`), the teacher and the reward are frozen by the
 /// trainer and stay differentiable with respect to their inputs.

@@ -3,7 +3,7 @@
 /// the multi-step baseline, and the source of (z, x0) "ODE pairs" for regressing a one-step
 /// generator before distillation (DMD; docs/findings.md §3).
 
-#include <diffinstruct/core/model_adapter.hpp>
+#include <diffinstruct/core/roles.hpp>
 
 namespace diffinstruct {
 

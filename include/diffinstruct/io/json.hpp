@@ -1,7 +1,7 @@
 #pragma once
 /// \file A strict, bounded JSON reader (and the string escaping a writer needs), for headers of files
 /// that may be hostile: safetensors headers and the configs that come with model folders. Refuses
-/// what RFC 8259 refuses, plus duplicate keys, nesting deeper than a limit and numbers that do not
+/// what RFC 8259 refuses (invalid UTF-8 in strings included, as RFC 3629 defines it), plus duplicate keys, nesting deeper than a limit and numbers that do not
 /// fit a double (an integer past int64 is read as a number, not an integer); never recurses deeper
 /// than that limit; allocates in proportion to its input.
 ///
@@ -190,6 +190,33 @@ class JsonParser {
     }
   }
 
+  /// The rest of a UTF-8 sequence whose lead byte `lead` was just read, appended to `out`; refuses
+  /// stray continuation bytes, overlong forms, surrogates and code points past U+10FFFF (RFC 3629).
+  void utf8_sequence(unsigned char lead, std::string& out) {
+    int more = 0;
+    unsigned char lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
+    if (lead >= 0xC2 && lead <= 0xDF) more = 1;
+    else if (lead == 0xE0) more = 2, lo = 0xA0;
+    else if (lead == 0xED) more = 2, hi = 0x9F;
+    else if (lead >= 0xE1 && lead <= 0xEF) more = 2;
+    else if (lead == 0xF0) more = 3, lo = 0x90;
+    else if (lead >= 0xF1 && lead <= 0xF3) more = 3;
+    else if (lead == 0xF4) more = 3, hi = 0x8F;
+    else fail("invalid UTF-8 in a string (byte 0x" + hex_byte(lead) + ")");
+    out += static_cast<char>(lead);
+    for (int i = 0; i < more; ++i) {
+      if (pos_ >= s_.size()) fail("truncated UTF-8 sequence in a string");
+      const auto b = static_cast<unsigned char>(s_[pos_]);
+      const unsigned char min = i == 0 ? lo : 0x80, max = i == 0 ? hi : 0xBF;
+      if (b < min || b > max) fail("invalid UTF-8 in a string (byte 0x" + hex_byte(b) + " after 0x" + hex_byte(lead) + ")");
+      out += static_cast<char>(b);
+      ++pos_;
+    }
+  }
+  static std::string hex_byte(unsigned char b) {
+    const char* digits = "0123456789abcdef";
+    return {digits[b >> 4], digits[b & 15]};
+  }
   static void append_utf8(std::string& out, uint32_t cp) {
     if (cp < 0x80) {
       out += static_cast<char>(cp);
@@ -228,6 +255,10 @@ class JsonParser {
       const auto c = static_cast<unsigned char>(s_[pos_++]);
       if (c == '"') return out;
       if (c < 0x20) fail("control character in a string");
+      if (c >= 0x80) {  // a UTF-8 sequence, checked whole (RFC 8259 §8.1: JSON text is UTF-8)
+        utf8_sequence(c, out);
+        continue;
+      }
       if (c != '\\') {
         out += static_cast<char>(c);
         continue;

@@ -1,7 +1,7 @@
 #pragma once
 /// \file The assistant's denoising score-matching loss on detached generator samples (docs/math.md §3).
 
-#include <diffinstruct/core/model_adapter.hpp>
+#include <diffinstruct/core/roles.hpp>
 
 namespace diffinstruct {
 

@@ -12,6 +12,7 @@
 /// penultimate layer's output before the final layer norm).
 
 #include <diffinstruct/models/blocks/clip_encoder.hpp>
+#include <diffinstruct/models/clip_tower_config.hpp>
 #include <diffinstruct/models/config_reader.hpp>
 
 #include <string>
@@ -39,36 +40,20 @@ struct ClipTextConfig {
     auto bad = [&](const std::string& m) { TORCH_CHECK(false, "diffinstruct::models::CLIPTextModel: ", what, ": ", m); };
     if (vocab_size <= 0 || hidden_size <= 0 || intermediate_size <= 0 || num_hidden_layers <= 0 || max_position_embeddings <= 0)
       bad("sizes must be positive");
-    if (num_attention_heads <= 0 || hidden_size % num_attention_heads != 0)
-      bad("hidden_size " + std::to_string(hidden_size) + " does not split into " + std::to_string(num_attention_heads) + " heads");
-    if (with_projection && projection_dim <= 0) bad("projection_dim must be positive");
-    if (hidden_act != "quick_gelu" && hidden_act != "gelu") bad("hidden_act '" + hidden_act + "' is not supported (quick_gelu, gelu)");
+    detail::check_clip_tower("CLIPTextModel", what, hidden_size, num_attention_heads, with_projection, projection_dim, hidden_act);
   }
 
   static ClipTextConfig from_json(const std::string& text, const std::string& what = "config.json") {
     ConfigReader r(text, what);
     return read(r, what);
   }
-  /// From the `text_config` of a CLIPModel's config.json: its projection is the CLIPModel's
-  /// (projection_dim comes from the outer config).
+  /// From the `text_config` of a CLIPModel's config.json (detail::clip_tower_in_model).
   static ClipTextConfig from_clip_model(const io::JsonValue& sub, int64_t projection_dim, const std::string& what) {
-    ConfigReader r(sub, what);
-    ClipTextConfig c = read(r, what, /*in_clip_model=*/true);
-    c.with_projection = true;
-    c.projection_dim = projection_dim;
-    c.validate(what);
-    return c;
+    return detail::clip_tower_in_model<ClipTextConfig>(sub, projection_dim, what);
   }
   static ClipTextConfig read(ConfigReader& r, const std::string& what, bool in_clip_model = false) {
     ClipTextConfig c;
-    if (in_clip_model) r.ignore({"architectures"});
-    const auto arch = in_clip_model ? std::vector<std::string>{"CLIPTextModel"} : r.strings("architectures", {"CLIPTextModel"});
-    TORCH_CHECK(arch.size() == 1 && (arch[0] == "CLIPTextModel" || arch[0] == "CLIPTextModelWithProjection"), "diffinstruct::models: ", what,
-                " describes ", arch.empty() ? std::string("no architecture") : arch[0], ", not a CLIPTextModel[WithProjection]");
-    c.with_projection = arch[0] == "CLIPTextModelWithProjection";
-    const auto type = r.string("model_type", "clip_text_model");
-    TORCH_CHECK(type == "clip_text_model", "diffinstruct::models: ", what, " has model_type '", type, "', expected clip_text_model");
-    r.ignore_transformers_bookkeeping();
+    c.with_projection = detail::read_clip_tower_kind(r, what, "CLIPTextModel", "clip_text_model", in_clip_model);
     c.vocab_size = r.integer("vocab_size", c.vocab_size);
     c.hidden_size = r.integer("hidden_size", c.hidden_size);
     c.intermediate_size = r.integer("intermediate_size", c.intermediate_size);

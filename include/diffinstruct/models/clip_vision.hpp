@@ -11,6 +11,7 @@
 /// as differentiable tensor operations, so that a reward's gradient reaches the generator's pixels.
 
 #include <diffinstruct/models/blocks/clip_encoder.hpp>
+#include <diffinstruct/models/clip_tower_config.hpp>
 #include <diffinstruct/models/config_reader.hpp>
 
 #include <string>
@@ -37,38 +38,22 @@ struct ClipVisionConfig {
   void validate(const std::string& what) const {
     auto bad = [&](const std::string& m) { TORCH_CHECK(false, "diffinstruct::models::CLIPVisionModel: ", what, ": ", m); };
     if (hidden_size <= 0 || intermediate_size <= 0 || num_hidden_layers <= 0 || num_channels <= 0) bad("sizes must be positive");
-    if (num_attention_heads <= 0 || hidden_size % num_attention_heads != 0)
-      bad("hidden_size " + std::to_string(hidden_size) + " does not split into " + std::to_string(num_attention_heads) + " heads");
     if (patch_size <= 0 || image_size <= 0 || image_size % patch_size != 0)
       bad("image_size " + std::to_string(image_size) + " is not a positive multiple of patch_size " + std::to_string(patch_size));
-    if (with_projection && projection_dim <= 0) bad("projection_dim must be positive");
-    if (hidden_act != "quick_gelu" && hidden_act != "gelu") bad("hidden_act '" + hidden_act + "' is not supported (quick_gelu, gelu)");
+    detail::check_clip_tower("CLIPVisionModel", what, hidden_size, num_attention_heads, with_projection, projection_dim, hidden_act);
   }
 
   static ClipVisionConfig from_json(const std::string& text, const std::string& what = "config.json") {
     ConfigReader r(text, what);
     return read(r, what);
   }
-  /// From the `vision_config` of a CLIPModel's config.json: its projection is the CLIPModel's
-  /// (projection_dim comes from the outer config).
+  /// From the `vision_config` of a CLIPModel's config.json (detail::clip_tower_in_model).
   static ClipVisionConfig from_clip_model(const io::JsonValue& sub, int64_t projection_dim, const std::string& what) {
-    ConfigReader r(sub, what);
-    ClipVisionConfig c = read(r, what, /*in_clip_model=*/true);
-    c.with_projection = true;
-    c.projection_dim = projection_dim;
-    c.validate(what);
-    return c;
+    return detail::clip_tower_in_model<ClipVisionConfig>(sub, projection_dim, what);
   }
   static ClipVisionConfig read(ConfigReader& r, const std::string& what, bool in_clip_model = false) {
     ClipVisionConfig c;
-    if (in_clip_model) r.ignore({"architectures"});
-    const auto arch = in_clip_model ? std::vector<std::string>{"CLIPVisionModel"} : r.strings("architectures", {"CLIPVisionModel"});
-    TORCH_CHECK(arch.size() == 1 && (arch[0] == "CLIPVisionModel" || arch[0] == "CLIPVisionModelWithProjection"), "diffinstruct::models: ",
-                what, " describes ", arch.empty() ? std::string("no architecture") : arch[0], ", not a CLIPVisionModel[WithProjection]");
-    c.with_projection = arch[0] == "CLIPVisionModelWithProjection";
-    const auto type = r.string("model_type", "clip_vision_model");
-    TORCH_CHECK(type == "clip_vision_model", "diffinstruct::models: ", what, " has model_type '", type, "', expected clip_vision_model");
-    r.ignore_transformers_bookkeeping();
+    c.with_projection = detail::read_clip_tower_kind(r, what, "CLIPVisionModel", "clip_vision_model", in_clip_model);
     c.hidden_size = r.integer("hidden_size", c.hidden_size);
     c.intermediate_size = r.integer("intermediate_size", c.intermediate_size);
     c.projection_dim = r.integer("projection_dim", c.projection_dim);

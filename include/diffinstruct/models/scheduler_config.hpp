@@ -15,6 +15,7 @@
 ///   DiscreteVPSchedule schedule(sc.options);
 ///   if (sc.prediction == models::Prediction::kV) ...
 
+#include <diffinstruct/core/parameterization.hpp>
 #include <diffinstruct/io/json.hpp>
 #include <diffinstruct/io/small_file.hpp>
 #include <diffinstruct/schedules/discrete_vp.hpp>
@@ -46,6 +47,25 @@ inline const char* prediction_name(Prediction p) {
     case Prediction::kSample: return "sample";
   }
   return "?";
+}
+
+/// Calls `f(param)` with the parameterization a run-time prediction type names — EpsPrediction,
+/// VPrediction or X0Prediction (core/parameterization.hpp) — so that a trainer's Denoiser<M, Param>
+/// can be chosen from a scheduler_config.json; returns what `f` returns (the same type for all three).
+///
+/// Example:
+///   models::with_parameterization(pipe.scheduler().prediction, [&](auto param) {
+///     using Param = decltype(param);
+///     train(Denoiser<UNet, Param>(teacher, "teacher"), Denoiser<UNet, Param>(assistant, "assistant"));
+///   });
+template <class F>
+decltype(auto) with_parameterization(Prediction p, F&& f) {
+  switch (p) {
+    case Prediction::kV: return f(VPrediction{});
+    case Prediction::kSample: return f(X0Prediction{});
+    case Prediction::kEpsilon: break;
+  }
+  return f(EpsPrediction{});
 }
 
 struct SchedulerConfig {

@@ -1,7 +1,7 @@
 #pragma once
 /// \file A reward computed by a model: a torch::nn module, a TorchScript module or a callable.
 
-#include <diffinstruct/core/model_adapter.hpp>
+#include <diffinstruct/core/roles.hpp>
 #include <diffinstruct/rewards/reward.hpp>
 
 #include <string>

@@ -2,7 +2,7 @@
 /// \file Named parameters and buffers of any trainable model (torch::nn or TorchScript), for
 /// optimizers, freezing, EMA and checkpoints.
 
-#include <diffinstruct/core/model_adapter.hpp>
+#include <diffinstruct/core/roles.hpp>
 
 #include <string>
 #include <utility>

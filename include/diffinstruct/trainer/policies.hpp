@@ -7,7 +7,7 @@
 
 #include <diffinstruct/config.hpp>
 #include <diffinstruct/core/condition.hpp>
-#include <diffinstruct/core/model_adapter.hpp>
+#include <diffinstruct/core/roles.hpp>
 #include <diffinstruct/core/module_ref.hpp>
 #include <diffinstruct/divergences/divergence.hpp>
 #include <diffinstruct/rewards/guidance.hpp>

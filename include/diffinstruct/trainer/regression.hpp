@@ -4,7 +4,7 @@
 /// (docs/findings.md §3: from a random start about 35% of samples stayed between modes; after regression
 /// the floor of about 12.5%).
 
-#include <diffinstruct/core/model_adapter.hpp>
+#include <diffinstruct/core/roles.hpp>
 #include <diffinstruct/trainer/options.hpp>
 
 #include <functional>

@@ -3,7 +3,7 @@
 /// accessors, sampling, data parallel, checkpoints. The step itself is DiStarTrainer
 /// (trainer/di_star_trainer.hpp), which derives from this.
 
-#include <diffinstruct/core/model_adapter.hpp>
+#include <diffinstruct/core/roles.hpp>
 #include <diffinstruct/memory/peak_memory.hpp>
 #include <diffinstruct/trainer/checkpoint_load.hpp>
 #include <diffinstruct/trainer/draws.hpp>

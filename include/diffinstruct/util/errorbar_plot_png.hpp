@@ -52,19 +52,11 @@ inline void write_errorbar_png(const std::string& path, const std::vector<ErrorB
   const int top = 46, left = 64, right = 20, bottom = 44;
   detail::Canvas canvas(w, h);
   const int pw = w - left - right, ph = h - top - bottom;
-  auto px = [&](double v) { return static_cast<float>(left + (v - x0) / (x1 - x0) * pw); };
-  auto py = [&](double v) { return static_cast<float>(top + (y1 - v) / (y1 - y0) * ph); };
-  const std::array<float, 3> grid{0.9f, 0.9f, 0.9f}, ink{0.1f, 0.1f, 0.1f}, axis{0.45f, 0.45f, 0.45f};
-  for (int k = 0; k <= 4; ++k) {
-    const double yv = y0 + (y1 - y0) * k / 4, xv = x0 + (x1 - x0) * k / 4;
-    canvas.rect(left, int(py(yv)), left + pw, int(py(yv)) + 1, grid);
-    canvas.rect(int(px(xv)), top, int(px(xv)) + 1, top + ph, grid);
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.3g", yv);
-    canvas.text(2, int(py(yv)) - 3, buf, 1, axis);
-    std::snprintf(buf, sizeof buf, "%.4g", xv);
-    canvas.text(int(px(xv)) - 8, top + ph + 6, buf, 1, axis);
-  }
+  const detail::PlotFrame frame{x0, x1, y0, y1, top, left, pw, ph};
+  auto px = [&](double v) { return frame.px(v); };
+  auto py = [&](double v) { return frame.py(v); };
+  const std::array<float, 3> ink{0.1f, 0.1f, 0.1f}, axis{0.45f, 0.45f, 0.45f};
+  frame.draw_grid(canvas, "%.3g", 6);
   canvas.rect(left, top + ph, left + pw, top + ph + 1, axis);
   canvas.rect(left, top, left + 1, top + ph, axis);
   for (size_t si = 0; si < series.size(); ++si) {

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -74,6 +75,31 @@ class Canvas {
  private:
   int w_, h_;
   std::vector<float> px_;
+};
+
+/// A plot's frame: the data range [x0, x1] × [y0, y1] mapped onto the canvas inside margins, and a
+/// grid of five lines each way with the values written beside the axes (`y_format` for the y values,
+/// "%.4g" for x, placed `x_label_gap` pixels below the plot).
+struct PlotFrame {
+  double x0, x1, y0, y1;
+  int top, left, pw, ph;
+
+  float px(double v) const { return static_cast<float>(left + (v - x0) / (x1 - x0) * pw); }
+  float py(double v) const { return static_cast<float>(top + (y1 - v) / (y1 - y0) * ph); }
+
+  void draw_grid(Canvas& canvas, const char* y_format, int x_label_gap) const {
+    const std::array<float, 3> grid{0.9f, 0.9f, 0.9f}, axis{0.45f, 0.45f, 0.45f};
+    for (int k = 0; k <= 4; ++k) {
+      const double yv = y0 + (y1 - y0) * k / 4, xv = x0 + (x1 - x0) * k / 4;
+      canvas.rect(left, int(py(yv)), left + pw, int(py(yv)) + 1, grid);
+      canvas.rect(int(px(xv)), top, int(px(xv)) + 1, top + ph, grid);
+      char buf[32];
+      std::snprintf(buf, sizeof buf, y_format, yv);
+      canvas.text(2, int(py(yv)) - 3, buf, 1, axis);
+      std::snprintf(buf, sizeof buf, "%.4g", xv);
+      canvas.text(int(px(xv)) - 8, top + ph + x_label_gap, buf, 1, axis);
+    }
+  }
 };
 }  // namespace detail
 

@@ -1,5 +1,6 @@
 #pragma once
-/// \file Model adapters: any LibTorch model serves as generator, teacher, assistant or reward.
+/// \file Roles: the wrappers that make any LibTorch model the generator (Generator<M>), the teacher or
+/// the assistant (Denoiser<M, Parameterization>). ("Adapters" in this library are LoRA's: adapters/.)
 ///
 /// A "model" may be
 ///   * a `torch::nn` module holder (`TORCH_MODULE(Net)`), called as `model->forward(...)`;
