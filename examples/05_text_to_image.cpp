@@ -28,6 +28,7 @@
 #include "text_to_image/default_prompts.hpp"
 #include "text_to_image/evaluation.hpp"
 
+#include <diffinstruct/text2image/di_star_models.hpp>
 #include <diffinstruct/util/metrics_csv.hpp>
 #include <diffinstruct/util/error_report.hpp>
 #include <diffinstruct/adapters/lora_file.hpp>
@@ -90,88 +91,14 @@ struct Job {
   int rank = 0;
   torch::Device device = torch::kCPU;
   di::Precision precision = di::Precision::kFloat32;
-  c10::ScalarType frozen_dtype = torch::kFloat;  // how frozen weights are stored: the compute dtype under autocast
-  std::optional<t2i::PipelineFolder> pipe;
-  std::optional<di::DiscreteVPSchedule> schedule;
   std::vector<std::string> prompts;
-  std::shared_ptr<t2i::PromptEncoder> encoder;
-  std::shared_ptr<t2i::PromptSource> source;
-  dm::AutoencoderKL vae{nullptr};
-  std::optional<t2i::ClipReward> reward;
-  dm::UNet2DConditionModel gen_unet{nullptr};
-  da::Lora gen_lora;
-  t2i::OneStepUNet generator{nullptr};
-  dm::UNet2DConditionModel teacher_unet{nullptr}, assistant_unet{nullptr};  // one module when the base is shared
-  da::Lora assistant_lora;
-  std::vector<int64_t> latent_shape;  // [C, h, w]
-  int64_t height = 0, width = 0;      // pixels
+  t2i::DiStarModels m;  // every model, loaded by t2i::load_di_star_models
 
   bool writer() const { return rank == 0; }
   void log(const std::string& s) const {
     if (writer()) std::printf("%s\n", s.c_str()), std::fflush(stdout);
   }
 };
-
-/// Runs `load`, then logs how long it took.
-template <class F>
-void timed(const Job& job, const std::string& what, F load) {
-  const auto t0 = std::chrono::steady_clock::now();
-  load();
-  job.log(fmt::format("{} loaded in {:.1f} s", what, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
-}
-
-/// Loads every model the job needs, each where and how it will be used.
-void load_models(Job& job) {
-  const Args& a = job.args;
-  job.pipe = t2i::PipelineFolder::open(a.teacher);
-  const auto& pipe = *job.pipe;
-  job.schedule.emplace(pipe.scheduler().options);
-  TORCH_CHECK(pipe.scheduler().prediction != dm::Prediction::kSample, "05_text_to_image: the teacher's scheduler says prediction_type = sample; ",
-              "teachers that predict epsilon or v are supported");
-  const auto frozen = dm::PretrainedOptions().device(job.device).dtype(job.frozen_dtype);
-  const auto trained = dm::PretrainedOptions().device(job.device).dtype(torch::kFloat);  // master weights
-
-  // The teacher's UNet: frozen, stored in the compute dtype. With --assistant-lora it is also the
-  // assistant's base, and the assistant's adapters live on it.
-  timed(job, "teacher UNet", [&] { job.teacher_unet = pipe.unet(frozen); });
-  auto lora_options = [&](int64_t rank) {
-    return da::LoraOptions().rank(rank).alpha(static_cast<double>(rank)).target_modules(split_commas(a.lora_targets));
-  };
-  if (a.assistant_lora > 0) {
-    job.assistant_unet = job.teacher_unet;
-    job.assistant_lora = da::add_lora(*job.assistant_unet, lora_options(a.assistant_lora));
-  } else {
-    timed(job, "assistant UNet (a trained copy of the teacher's)", [&] { job.assistant_unet = pipe.unet(trained); });
-  }
-
-  // The generator: its own UNet (a LoRA's base is frozen, so it is stored like the teacher).
-  const std::string gen_dir = a.generator.empty() ? pipe.path("unet") : a.generator;
-  timed(job, "generator UNet '" + gen_dir + "'", [&] { job.gen_unet = dm::load_unet(gen_dir, a.generator_lora > 0 ? frozen : trained); });
-  if (a.generator_lora > 0) job.gen_lora = da::add_lora(*job.gen_unet, lora_options(a.generator_lora));
-  for (auto* u : {&job.teacher_unet, &job.assistant_unet, &job.gen_unet}) (*u)->set_gradient_checkpointing(a.gradient_checkpointing);
-  const auto prediction = a.generator_prediction.empty() ? pipe.scheduler().prediction : dm::parse_prediction(a.generator_prediction);
-  job.generator = t2i::OneStepUNet(job.gen_unet, *job.schedule, t2i::OneStepUNetOptions().timestep(a.t_star).prediction(prediction));
-
-  // Sizes: the UNet's sample_size (or --resolution pixels) and the VAE's downsampling.
-  job.vae = pipe.vae(frozen, dm::VaeParts::kDecoderOnly);
-  const int64_t factor = int64_t{1} << (job.vae->config().block_out_channels.size() - 1);
-  const int64_t side = a.resolution > 0 ? a.resolution / factor : job.gen_unet->config().sample_size;
-  TORCH_CHECK(a.resolution % factor == 0, "05_text_to_image: --resolution must be a multiple of the VAE's factor ", factor, ", got ", a.resolution);
-  job.latent_shape = {job.gen_unet->config().in_channels, side, side};
-  job.height = job.width = side * factor;
-
-  // Prompts -> conditions: the pipeline's text encoders for the UNets, the reward's text tower for r.
-  job.prompts = a.prompts.empty() ? text_to_image::default_prompts() : di::text::read_prompt_file(a.prompts);
-  TORCH_CHECK(!job.prompts.empty(), "05_text_to_image: '", a.prompts, "' has no prompts");
-  auto options = pipe.prompt_options(job.height, job.width).device(job.device).dtype(torch::kFloat);
-  timed(job, pipe.is_sdxl() ? "text encoders (2)" : "text encoder",
-        [&] { job.encoder = std::make_shared<t2i::PromptEncoder>(pipe.text_encoders(frozen), options); });
-  dm::ClipModelParts clip;
-  timed(job, "reward CLIP model '" + a.reward + "'", [&] { clip = dm::load_clip_model(a.reward, frozen, dm::ClipTowers::kBoth); });
-  job.encoder->set_reward_text(di::text::ClipTokenizer::from_folder(a.reward_tokenizer.empty() ? a.reward : a.reward_tokenizer), clip.text);
-  job.source = std::make_shared<t2i::PromptSource>(job.prompts, job.encoder);
-  job.reward.emplace(clip.vision, clip.logit_scale, job.vae);
-}
 
 int64_t count(const std::vector<torch::Tensor>& params) {
   int64_t n = 0;
@@ -212,19 +139,19 @@ void save_generator(Job& job, Trainer& trainer, const text_to_image::EvalSet& ev
   const bool ema = a.ema > 0;
   {
     di::EmaWeightsScope ema_weights(trainer.ema(), trainer.generator_parameters(), ema);  // the EMA weights are what is saved
-    if (!job.gen_lora.empty()) {
+    if (!job.m.generator_lora.empty()) {
       fs::create_directories(out / "generator_lora");
-      da::save_lora(job.gen_lora, (out / "generator_lora" / "pytorch_lora_weights.safetensors").string());
+      da::save_lora(job.m.generator_lora, (out / "generator_lora" / "pytorch_lora_weights.safetensors").string());
     } else {
-      dm::save_pretrained(job.gen_unet, (out / "generator" / "unet").string());
+      dm::save_pretrained(job.m.generator_unet, (out / "generator" / "unet").string());
     }
   }
   fs::create_directories(out / "generator");
   const std::string info = fmt::format(
       "{{\n  \"t_star\": {},\n  \"prediction_type\": \"{}\",\n  \"alpha\": {:.17g},\n  \"sigma\": {:.17g},\n  \"height\": {},\n  \"width\": {},\n"
       "  \"lora\": {},\n  \"ema\": {},\n  \"steps\": {},\n  \"teacher_scheduler\": \"{}\"\n}}\n",
-      a.t_star, dm::prediction_name(job.generator->options().prediction()), job.generator->alpha(), job.generator->sigma(), job.height,
-      job.width, job.gen_lora.empty() ? "false" : "true", ema ? "true" : "false", trainer.step_count(), job.pipe->scheduler().class_name);
+      a.t_star, dm::prediction_name(job.m.generator->options().prediction()), job.m.generator->alpha(), job.m.generator->sigma(), job.m.height,
+      job.m.width, job.m.generator_lora.empty() ? "false" : "true", ema ? "true" : "false", trainer.step_count(), job.m.pipeline->scheduler().class_name);
   di::io::write_text_file_atomically((out / "generator" / "one_step.json").string(), info, "one_step.json");
   // The samples of exactly the saved weights (the EMA's when there is one).
   const auto x0 = trainer.sample(eval.z, eval.condition, /*use_ema=*/ema);
@@ -261,14 +188,14 @@ void train(Job& job, Teacher teacher, di::Denoiser<dm::UNet2DConditionModel, Par
                            .micro_batches(a.micro_batches)
                            .keep_checkpoints(a.keep_checkpoints)
                            .measure_memory(a.measure_memory);
-  Trainer trainer(Gen(job.generator), std::move(teacher), std::move(assistant),
-                  {di::PseudoHuberScore(a.c), di::CfgInside(di::AlphaCfg(a.alpha_cfg)), *job.reward, *job.schedule},
-                  di::ConditionSource<t2i::PromptCondition>{*job.source, job.source->null_condition()}, job.latent_shape, options);
+  Trainer trainer(Gen(job.m.generator), std::move(teacher), std::move(assistant),
+                  {di::PseudoHuberScore(a.c), di::CfgInside(di::AlphaCfg(a.alpha_cfg)), *job.m.reward, *job.m.schedule},
+                  di::ConditionSource<t2i::PromptCondition>{*job.m.prompts, job.m.prompts->null_condition()}, job.m.latent_shape, options);
   if (job.dp) trainer.set_data_parallel(job.dp);
   job.log(fmt::format("trained parameters: generator {:.3f} M{}, assistant {:.3f} M{}", count(trainer.generator_parameters()) / 1e6,
-                      job.gen_lora.empty() ? " (the whole UNet)" : fmt::format(" (LoRA rank {})", a.generator_lora),
+                      job.m.generator_lora.empty() ? " (the whole UNet)" : fmt::format(" (LoRA rank {})", a.generator_lora),
                       count(trainer.assistant_parameters()) / 1e6,
-                      job.assistant_lora.empty() ? " (a full copy)" : fmt::format(" (LoRA rank {} on the teacher's base)", a.assistant_lora)));
+                      job.m.assistant_lora.empty() ? " (a full copy)" : fmt::format(" (LoRA rank {} on the teacher's base)", a.assistant_lora)));
 
   const fs::path out(a.out);
   const auto checkpoint = (out / "checkpoints" / "trainer.safetensors").string();
@@ -280,11 +207,11 @@ void train(Job& job, Teacher teacher, di::Denoiser<dm::UNet2DConditionModel, Par
   }
   TORCH_CHECK(trainer.step_count() <= a.steps, "05_text_to_image: the checkpoint is at step ", trainer.step_count(), ", past --steps ", a.steps);
 
-  const auto eval = text_to_image::make_eval_set(job.prompts, a.eval_prompts, a.eval_seeds, job.latent_shape, a.seed + 1, *job.encoder, job.device);
+  const auto eval = text_to_image::make_eval_set(job.prompts, a.eval_prompts, a.eval_seeds, job.m.latent_shape, a.seed + 1, *job.m.encoder, job.device);
   std::optional<di::MetricsCsv> csv;
   auto evaluate = [&](int64_t step) {
     const auto x0 = trainer.sample(eval.z, eval.condition, /*use_ema=*/a.ema > 0);
-    auto r = text_to_image::score_samples(x0, eval, *job.reward);
+    auto r = text_to_image::score_samples(x0, eval, *job.m.reward);
     text_to_image::write_sample_grid((out / "samples" / fmt::format("step_{:06d}.png", step)).string(), r.images, eval,
                                      fmt::format("step {}: reward {:.3f}, CLIP score {:.2f}", step, r.reward, r.clip_score));
     return r;
@@ -317,17 +244,7 @@ void train(Job& job, Teacher teacher, di::Denoiser<dm::UNet2DConditionModel, Par
   }
   if (job.writer()) {
     save_generator(job, trainer, eval);
-    job.log("wrote " + (job.gen_lora.empty() ? (out / "generator" / "unet").string() : (out / "generator_lora").string()));
-  }
-}
-
-template <class Param>
-void run_with(Job& job) {
-  using Assistant = di::Denoiser<dm::UNet2DConditionModel, Param>;
-  if (!job.assistant_lora.empty()) {
-    train<Param>(job, da::shared_base_teacher<Param>(job.teacher_unet, job.assistant_lora), Assistant(job.assistant_unet, "assistant"));
-  } else {
-    train<Param>(job, di::Denoiser<dm::UNet2DConditionModel, Param>(job.teacher_unet, "teacher"), Assistant(job.assistant_unet, "assistant"));
+    job.log("wrote " + (job.m.generator_lora.empty() ? (out / "generator" / "unet").string() : (out / "generator_lora").string()));
   }
 }
 
@@ -355,18 +272,35 @@ void run(const Args& args) {
   TORCH_CHECK(!job.device.is_cuda() || torch::cuda::is_available(), "05_text_to_image: --device ", a.device, ": no CUDA device is available");
   job.precision = di::parse_precision(a.precision);
   di::check_precision_supported(job.precision, job.device, "05_text_to_image");
-  job.frozen_dtype = di::compute_dtype(job.precision);
   torch::manual_seed(static_cast<uint64_t>(a.seed));  // the LoRA adapters' initial A
-  load_models(job);
-  const auto& sc = job.pipe->scheduler();
+  job.prompts = a.prompts.empty() ? text_to_image::default_prompts() : di::text::read_prompt_file(a.prompts);
+  TORCH_CHECK(!job.prompts.empty(), "05_text_to_image: '", a.prompts, "' has no prompts");
+  auto options = t2i::DiStarModelsOptions(a.teacher, a.reward)
+                     .reward_tokenizer(a.reward_tokenizer)
+                     .generator(a.generator)
+                     .generator_lora(a.generator_lora)
+                     .assistant_lora(a.assistant_lora)
+                     .lora_targets(split_commas(a.lora_targets))
+                     .t_star(a.t_star)
+                     .resolution(a.resolution)
+                     .device(job.device)
+                     .precision(job.precision)
+                     .gradient_checkpointing(a.gradient_checkpointing);
+  if (!a.generator_prediction.empty()) options.generator_prediction(dm::parse_prediction(a.generator_prediction));
+  job.m = t2i::load_di_star_models(options, job.prompts, [&](const std::string& line) { job.log(line); });
+  const auto& sc = job.m.pipeline->scheduler();
   job.log(fmt::format("teacher '{}': {} pipeline, {} ({}), {} x {} pixels, latents {}x{}x{}; device {}, precision {}{}", a.teacher,
-                      job.pipe->is_sdxl() ? "SDXL" : "SD", sc.class_name, dm::prediction_name(sc.prediction), job.height, job.width,
-                      job.latent_shape[0], job.latent_shape[1], job.latent_shape[2], job.device.str(), di::precision_name(job.precision),
+                      job.m.pipeline->is_sdxl() ? "SDXL" : "SD", sc.class_name, dm::prediction_name(sc.prediction), job.m.height, job.m.width,
+                      job.m.latent_shape[0], job.m.latent_shape[1], job.m.latent_shape[2], job.device.str(), di::precision_name(job.precision),
                       job.dp ? fmt::format(", rank {} of {}", job.rank, job.dp->world_size()) : std::string()));
-  job.log(fmt::format("generator: {}; {} prompts", job.generator->describe(), job.prompts.size()));
-  // The teacher's (and assistant's) parameterization, as its scheduler_config.json says (load_models
-  // refused "sample": a teacher predicting x0 is not supported here).
-  dm::with_parameterization(sc.prediction, [&](auto param) { run_with<decltype(param)>(job); });
+  job.log(fmt::format("generator: {}; {} prompts", job.m.generator->describe(), job.prompts.size()));
+  // The teacher's (and assistant's) parameterization, as its scheduler_config.json says (the loader
+  // refused "sample": a teacher predicting x0 is not supported here), and its teacher: its own UNet,
+  // or the base shared with a LoRA assistant.
+  dm::with_parameterization(sc.prediction, [&](auto param) {
+    using Param = decltype(param);
+    t2i::with_teacher_and_assistant<Param>(job.m, [&](auto teacher, auto assistant) { train<Param>(job, std::move(teacher), std::move(assistant)); });
+  });
 }
 
 }  // namespace

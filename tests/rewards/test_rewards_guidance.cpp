@@ -111,11 +111,11 @@ TEST_CASE("guidance policies validate their scale and inputs", "[guidance][error
   CHECK_THROWS_WITH(di::CfgInside(di::AlphaCfg(-1.0)), Catch::Contains("cfg_inside: expected a finite alpha_cfg >= 0 (guidance scale s = 1 + alpha_cfg >= 1), got alpha_cfg -1"));
   CHECK_THROWS_WITH(di::CfgOutside(di::AlphaCfg(NAN)), Catch::Contains("alpha_cfg"));
   const auto s = make_setup();
-  CHECK_THROWS_WITH(di::CfgInside().target(s.eps_c, s.eps_c.slice(0, 0, 3)),
+  CHECK_THROWS_WITH(di::CfgInside(di::AlphaCfg(7.5)).target(s.eps_c, s.eps_c.slice(0, 0, 3)),
                     Catch::Contains("CfgInside") && Catch::Contains("`eps_uncond` to have the shape of `eps_cond`"));
   di::GeneratorLossInputs in;
   in.eps_cond = s.eps_c;
-  CHECK_THROWS_WITH(di::generator_loss(di::KL(), di::CfgInside(), in), Catch::Contains("cfg_inside' needs the teacher's unconditional"));
+  CHECK_THROWS_WITH(di::generator_loss(di::KL(), di::CfgInside(di::AlphaCfg(7.5)), in), Catch::Contains("cfg_inside' needs the teacher's unconditional"));
   STATIC_REQUIRE(di::is_guidance_v<di::CfgOutside>);
   STATIC_REQUIRE_FALSE(di::is_guidance_v<di::KL>);
 }

@@ -49,7 +49,8 @@ struct CfgOptions {
   CfgOptions() = default;
   /* implicit */ CfgOptions(AlphaCfg a) : alpha_cfg_(a.value) {}
   /* implicit */ CfgOptions(GuidanceScale s) : alpha_cfg_(s.value - 1) {}
-  /// α_cfg ≥ 0 (the paper's convention). Default 7.5 (guidance scale 8.5), the paper's value.
+  /// α_cfg ≥ 0 (the paper's convention). CfgOptions() starts at 7.5 (guidance scale 8.5), the paper's
+  /// value; the policies themselves have no default and take their options always.
   CfgOptions& alpha_cfg(double a) {
     alpha_cfg_ = a;
     return *this;
@@ -99,7 +100,9 @@ class CfgInside {
   static constexpr bool differentiates_unconditional = true;  // ε̂_u is inside d'(y)
   static constexpr const char* name = "cfg_inside";
 
-  explicit CfgInside(CfgOptions options = {}) : options_(options) { detail::check_cfg_options(options_, name); }
+  /// The scale is always given (there is no default: the strength of guidance is a choice a run
+  /// must make visibly).
+  explicit CfgInside(CfgOptions options) : options_(options) { detail::check_cfg_options(options_, name); }
 
   torch::Tensor target(const torch::Tensor& eps_cond, const torch::Tensor& eps_uncond) const {
     detail::check_cfg_inputs(eps_cond, eps_uncond, "CfgInside");
@@ -126,7 +129,8 @@ class CfgOutside {
   static constexpr bool differentiates_unconditional = false;  // only sg[ε̂_c − ε̂_u] enters
   static constexpr const char* name = "cfg_outside";
 
-  explicit CfgOutside(CfgOptions options = {}) : options_(options) { detail::check_cfg_options(options_, name); }
+  /// The scale is always given, as for CfgInside.
+  explicit CfgOutside(CfgOptions options) : options_(options) { detail::check_cfg_options(options_, name); }
 
   torch::Tensor target(const torch::Tensor& eps_cond, const torch::Tensor&) const { return eps_cond; }
   /// With `check_values` (the default) σ > 0 and finite inputs are verified (device read-backs);
