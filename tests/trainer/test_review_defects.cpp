@@ -155,7 +155,8 @@ std::unique_ptr<LabelTrainer> label_trainer(torch::Tensor null, const torch::Dev
   di::ConditionSource<torch::Tensor> labels{[](int64_t b, at::Generator& g) { return at::randint(0, 4, {b}, g, torch::kLong); }, null};
   return std::make_unique<LabelTrainer>(di::Generator<LabelNet>(gen), di::Denoiser<LabelNet>(teacher, "teacher"),
                                         di::Denoiser<LabelNet>(asst, "assistant"),
-                                        LabelTrainer::Policies{di::PseudoHuberScore(1.0), di::CfgInside(di::GuidanceScale(2.0)), {}, {}},
+                                        LabelTrainer::Policies{di::PseudoHuberScore(1.0), di::CfgInside(di::GuidanceScale(2.0)), di::NoReward(),
+                                                               di::CosineVPSchedule()},
                                         labels, std::vector<int64_t>{2}, di::DiStarTrainerOptions().batch_size(4));
 }
 

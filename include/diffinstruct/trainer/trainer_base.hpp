@@ -29,7 +29,6 @@ class DiStarTrainerBase {
 
  public:
   using Policies = DiStarPolicies<Divergence, Guidance, Reward, Schedule>;
-  using Condition = Cond;
 
   DiStarTrainerBase(GeneratorT generator, TeacherT teacher, AssistantT assistant, Policies policies, ConditionSource<Cond> conditions,
                     std::vector<int64_t> noise_shape, DiStarTrainerOptions options)
