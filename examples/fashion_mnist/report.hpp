@@ -56,13 +56,12 @@ inline void write_reports(const fs::path& out, const std::string& suffix, nlohma
 /// standard deviation as bars, each point labelled with its alpha_rew; written to `png`. Returns
 /// the same numbers as a Markdown table of the spread.
 inline std::string reward_vs_fd(const std::vector<Metrics>& rows, double ac, bool seeds_sweep, const fs::path& png) {
-  const std::string sweep = seeds_sweep ? "seeds" : "none";
   std::vector<di::ErrorBarSeries> series;
   std::string spread = "\n## Mean and spread over runs\n\n| family | a_rew | runs | held-out acc | held-out log p | reward | FD | diversity |\n"
                        "|---|---|---|---|---|---|---|---|\n";
   for (const std::string family : {"DI*-in", "DI++"}) {
     di::ErrorBarSeries s;
-    s.label = family + (sweep == "seeds" ? " (mean +- sd of 3 runs)" : "");
+    s.label = family + (seeds_sweep ? " (mean +- sd of 3 runs)" : "");
     s.rgb = family == "DI++" ? std::array<float, 3>{0.85f, 0.35f, 0.1f} : std::array<float, 3>{0.12f, 0.35f, 0.75f};
     std::map<double, std::vector<const Metrics*>> by_alpha;
     for (const auto& m : rows)

@@ -4,6 +4,8 @@
 /// loss) at any moment leaves either the old complete file or the new complete one at the target's
 /// name. Temporaries left by processes that died are removed on the next replacement.
 
+#include <diffinstruct/io/fd.hpp>
+
 #include <c10/util/Exception.h>
 
 #include <fcntl.h>
@@ -115,33 +117,19 @@ inline void replace_file_atomically(const std::string& target, const std::functi
 /// fsync of a file someone else wrote (torch::save, an archive): what replace_file_atomically's
 /// `write` must do before it returns.
 inline void fsync_file(const std::string& path, const std::string& what) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  TORCH_CHECK(fd >= 0, "diffinstruct::io: cannot open '", path, "' (", what, ") to fsync it: ", std::strerror(errno));
-  const bool synced = ::fsync(fd) == 0;
-  const int err = errno;
-  ::close(fd);
-  TORCH_CHECK(synced, "diffinstruct::io: cannot fsync '", path, "' (", what, "): ", std::strerror(err));
+  detail::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  TORCH_CHECK(fd.get() >= 0, "diffinstruct::io: cannot open '", path, "' (", what, ") to fsync it: ", std::strerror(errno));
+  TORCH_CHECK(::fsync(fd.get()) == 0, "diffinstruct::io: cannot fsync '", path, "' (", what, "): ", std::strerror(errno));
 }
 
 /// Replaces the file at `path` with `text`, atomically and durably (replace_file_atomically).
 inline void write_text_file_atomically(const std::string& path, const std::string& text, const std::string& what = "the file") {
   replace_file_atomically(path, [&](const std::string& tmp) {
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    TORCH_CHECK(fd >= 0, "diffinstruct::io: cannot create '", tmp, "' (", what, "): ", std::strerror(errno));
-    size_t done = 0;
-    while (done < text.size()) {
-      const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        const int err = errno;
-        ::close(fd);
-        TORCH_CHECK(false, "diffinstruct::io: cannot write '", tmp, "' (", what, "): ", std::strerror(err));
-      }
-      done += static_cast<size_t>(n);
-    }
-    const bool ok = ::fsync(fd) == 0;
-    const int err = errno;
-    TORCH_CHECK(::close(fd) == 0 && ok, "diffinstruct::io: cannot fsync or close '", tmp, "' (", what, "): ", std::strerror(err));
+    detail::Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    TORCH_CHECK(fd.get() >= 0, "diffinstruct::io: cannot create '", tmp, "' (", what, "): ", std::strerror(errno));
+    detail::write_all(fd.get(), text.data(), text.size(), tmp);
+    TORCH_CHECK(::fsync(fd.get()) == 0, "diffinstruct::io: cannot fsync '", tmp, "' (", what, "): ", std::strerror(errno));
+    TORCH_CHECK(fd.close(), "diffinstruct::io: cannot close '", tmp, "' (", what, "): ", std::strerror(errno));
   }, 1, what);
 }
 

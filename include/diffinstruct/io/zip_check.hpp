@@ -12,7 +12,7 @@
 /// trusted as far as LibTorch trusts it. Load TorchScript only from sources you trust.
 
 #include <diffinstruct/io/crc32c.hpp>
-#include <diffinstruct/io/safetensors.hpp>  // detail::Fd, pread_exact
+#include <diffinstruct/io/fd.hpp>
 
 #include <c10/util/Exception.h>
 

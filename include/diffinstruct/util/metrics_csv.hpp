@@ -9,7 +9,6 @@
 ///   csv.row({std::to_string(s.step), MetricsCsv::number(s.generator_loss), ""});   // "" leaves a cell empty
 
 #include <diffinstruct/io/atomic_file.hpp>
-#include <diffinstruct/io/module_state.hpp>
 
 #include <fcntl.h>
 #include <unistd.h>
