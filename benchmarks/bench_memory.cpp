@@ -12,6 +12,10 @@
 //                    generator a LoRA on its own copy of the UNet. Adapters of rank --lora-rank (16)
 //                    on the attention projections (to_q, to_k, to_v, to_out.0), alpha = rank.
 //   all              bf16 + checkpoint + lora, the two frozen bases stored in bf16
+//   one-base         three roles on one base (adapters/shared_base.hpp): teacher, LoRA assistant and
+//                    LoRA generator are one module with two named adapters, each pass switching the
+//                    others' off; float32, no checkpointing
+//   all-one-base     bf16 + checkpoint + one-base, the one frozen base stored in bf16
 // The UNets have SD 1.5's shape scaled by width w: block_out_channels [w, 2w, 4w, 4w], 2 layers per
 // block, cross-attention in the first three levels, 8 heads, cross_attention_dim 768; w = 320 is
 // SD 1.5's UNet itself (859.5M parameters). Teacher, assistant (a copy of the teacher) and a one-step
@@ -83,15 +87,14 @@ using Denoiser = di::Denoiser<dm::UNet2DConditionModel, di::EpsPrediction>;
 using SharedTeacher = di::Denoiser<di::adapters::SharedBaseTeacher<dm::UNet2DConditionModel>, di::EpsPrediction>;
 
 // Trains `steps` DI* steps and records the step peak and the median step time (after the first).
-template <class Teacher>
-void train(Result& r, OneStep generator, Teacher teacher, Denoiser assistant, bool bf16, int64_t size, int64_t batch, int64_t seq, int steps) {
+template <class Generator, class Teacher, class Assistant>
+void train(Result& r, Generator generator, Teacher teacher, Assistant assistant, bool bf16, int64_t size, int64_t batch, int64_t seq, int steps) {
   di::DiscreteVPSchedule schedule;
   di::ConditionSource<dm::TextCondition> prompts{
       [seq](int64_t b, at::Generator& g) { return dm::TextCondition(at::randn({b, seq, 768}, g, torch::TensorOptions())); },
       dm::TextCondition(torch::zeros({1, seq, 768}))};
-  di::DiStarTrainer<di::Generator<OneStep>, Teacher, Denoiser, dm::TextCondition, di::PseudoHuberScore, di::CfgInside, di::NoReward,
-                    di::DiscreteVPSchedule>
-      trainer(di::Generator<OneStep>(generator), std::move(teacher), std::move(assistant),
+  di::DiStarTrainer<Generator, Teacher, Assistant, dm::TextCondition, di::PseudoHuberScore, di::CfgInside, di::NoReward, di::DiscreteVPSchedule>
+      trainer(std::move(generator), std::move(teacher), std::move(assistant),
               {di::PseudoHuberScore(1.0), di::CfgInside(di::GuidanceScale(4.5)), di::NoReward{}, schedule}, prompts, {4, size, size},
               di::DiStarTrainerOptions()
                   .batch_size(batch)
@@ -113,10 +116,11 @@ void train(Result& r, OneStep generator, Teacher teacher, Denoiser assistant, bo
 }
 
 Result run(const std::string& config, int64_t width, int64_t size, int64_t batch, int64_t seq, int steps) {
-  const bool all = config == "all";
+  const bool one_base = config.find("one-base") != std::string::npos;
+  const bool all = config == "all" || config == "all-one-base";
   const bool bf16 = all || config.find("bf16") != std::string::npos;
   const bool ckpt = all || config.find("checkpoint") != std::string::npos;
-  const bool lora = all || config == "lora";
+  const bool lora = all || config == "lora" || one_base;
   static auto& counter = *new di::CountingCpuAllocator();  // never destroyed (tensors it counted may outlive a run)
   Result r;
   r.config = config;
@@ -132,7 +136,8 @@ Result run(const std::string& config, int64_t width, int64_t size, int64_t batch
     // `all` builds the two frozen bases in bf16 from the start, as a load with PretrainedOptions().dtype(kBFloat16)
     // would: building them in float32 and casting after would make that transient the run's peak.
     const auto build = dm::BuildOptions().dtype(all ? torch::kBFloat16 : torch::kFloat);
-    dm::UNet2DConditionModel teacher(cfg, build), gen_unet(cfg, build);
+    dm::UNet2DConditionModel teacher(cfg, build);
+    dm::UNet2DConditionModel gen_unet = one_base ? teacher : dm::UNet2DConditionModel(cfg, build);  // one-base: the teacher's module
     dm::UNet2DConditionModel assistant = lora ? teacher : dm::UNet2DConditionModel(cfg);  // lora: one module, the shared base
     for (const auto& p : teacher->parameters()) r.params += p.numel();
     {
@@ -147,7 +152,15 @@ Result run(const std::string& config, int64_t width, int64_t size, int64_t batch
     di::DiscreteVPSchedule schedule;
     const auto t999 = torch::full({1}, 999.0);
     OneStep generator(gen_unet, schedule.alpha(t999).item<double>(), schedule.sigma(t999).item<double>());
-    if (lora) {
+    if (one_base) {
+      namespace da = di::adapters;
+      const auto options = da::LoraOptions().rank(g_lora_rank).alpha(static_cast<double>(g_lora_rank));
+      auto assistant_lora = da::add_lora(*teacher, da::LoraOptions(options).adapter_name("assistant"));
+      auto generator_lora = da::add_lora(*teacher, da::LoraOptions(options).adapter_name("generator"));
+      if (bf16) da::store_base_in(torch::kBFloat16, *teacher);
+      train(r, da::shared_base_generator(generator, {assistant_lora}), da::shared_base_teacher<di::EpsPrediction>(teacher),
+            da::shared_base_denoiser<di::EpsPrediction>(teacher, {generator_lora}), bf16, size, batch, seq, steps);
+    } else if (lora) {
       const auto options = di::adapters::LoraOptions().rank(g_lora_rank).alpha(static_cast<double>(g_lora_rank));
       auto assistant_lora = di::adapters::add_lora(*teacher, options);
       di::adapters::add_lora(*gen_unet, options);
@@ -155,12 +168,12 @@ Result run(const std::string& config, int64_t width, int64_t size, int64_t batch
         di::adapters::store_base_in(torch::kBFloat16, *teacher);
         di::adapters::store_base_in(torch::kBFloat16, *gen_unet);
       }
-      train(r, generator, di::adapters::shared_base_teacher<di::EpsPrediction>(teacher, assistant_lora), Denoiser(teacher, "assistant"), bf16,
-            size, batch, seq, steps);
+      train(r, di::Generator<OneStep>(generator), di::adapters::shared_base_teacher<di::EpsPrediction>(teacher, assistant_lora),
+            Denoiser(teacher, "assistant"), bf16, size, batch, seq, steps);
     } else {
       Denoiser teacher_role(teacher, "teacher");
       if (bf16) di::store_frozen_in(torch::kBFloat16, teacher_role);
-      train(r, generator, teacher_role, Denoiser(assistant, "assistant"), bf16, size, batch, seq, steps);
+      train(r, di::Generator<OneStep>(generator), teacher_role, Denoiser(assistant, "assistant"), bf16, size, batch, seq, steps);
     }
     r.run_peak_bytes = counter.peak_bytes() - start;
   }
@@ -178,7 +191,7 @@ std::vector<std::string> split(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string widths = "32,64,96", sizes = "16,32", configs = "fp32,bf16,checkpoint,bf16+checkpoint,lora,all", json;
+  std::string widths = "32,64,96", sizes = "16,32", configs = "fp32,bf16,checkpoint,bf16+checkpoint,lora,all,one-base,all-one-base", json;
   int64_t batch = 1, seq = 77;
   int steps = 2, threads = 0;
   for (int i = 1; i < argc; ++i) {
@@ -207,8 +220,10 @@ int main(int argc, char** argv) {
     }
   }
   for (const auto& c : split(configs)) {
-    if (c != "fp32" && c != "bf16" && c != "checkpoint" && c != "bf16+checkpoint" && c != "lora" && c != "all") {
-      std::fprintf(stderr, "bench_memory: unknown configuration '%s' (fp32, bf16, checkpoint, bf16+checkpoint, lora, all)\n", c.c_str());
+    if (c != "fp32" && c != "bf16" && c != "checkpoint" && c != "bf16+checkpoint" && c != "lora" && c != "all" && c != "one-base" &&
+        c != "all-one-base") {
+      std::fprintf(stderr, "bench_memory: unknown configuration '%s' (fp32, bf16, checkpoint, bf16+checkpoint, lora, all, one-base, "
+                   "all-one-base)\n", c.c_str());
       return 2;
     }
   }

@@ -13,7 +13,10 @@
 //
 // The assistant starts as the teacher: a full trained copy, or (--assistant-lora R) a LoRA on the
 // teacher's own weights, so that one copy of the base serves both (adapters/shared_base.hpp). The
-// generator is trained fully or (--generator-lora R) through a LoRA. Writes into --out:
+// generator is trained fully or (--generator-lora R) through a LoRA; a LoRA generator from the
+// teacher's weights (no --generator) is a LoRA on the teacher's module too: with both LoRAs the three
+// roles share one base. --generator-base-lora FILE keeps a published LoRA (DMD2's) frozen under the
+// generator's. --threads sets the CPU threads (default: every core). Writes into --out:
 //   samples/step_NNNNNN.png    the fixed evaluation prompts × seeds, prompts as captions
 //   metrics.csv                per step: losses, the batch's reward; per evaluation: reward, CLIP
 //                              score and diversity on the fixed set
@@ -31,6 +34,7 @@
 #include <diffinstruct/text2image/di_star_models.hpp>
 #include <diffinstruct/util/metrics_csv.hpp>
 #include <diffinstruct/util/error_report.hpp>
+#include <diffinstruct/util/threads.hpp>
 #include <diffinstruct/adapters/lora_file.hpp>
 #include <diffinstruct/adapters/shared_base.hpp>
 #include <diffinstruct/di_star.hpp>
@@ -65,11 +69,12 @@ namespace fs = std::filesystem;
 namespace {
 
 struct Args {
-  std::string teacher, generator, reward, reward_tokenizer, prompts, out = "out/text_to_image";
+  std::string teacher, generator, generator_base_lora, reward, reward_tokenizer, prompts, out = "out/text_to_image";
   int64_t generator_lora = 0, assistant_lora = 0;
   std::string lora_targets = "to_q,to_k,to_v,to_out.0";
   std::string precision = "fp32", device = "cpu", generator_prediction;
   bool gradient_checkpointing = false, resume = false, data_parallel = false, measure_memory = false;
+  int threads = 0;
   int64_t micro_batches = 1, K = 1, batch = 4, steps = 100, t_star = 999, resolution = 0;
   int64_t eval_every = 50, save_every = 50, eval_prompts = 4, eval_seeds = 4, keep_checkpoints = 2;
   double alpha_rew = 1.0, alpha_cfg = 3.5, c = 1.0, lr_generator = 0, lr_assistant = 0, ema = 0, max_grad_norm = 1.0;
@@ -110,7 +115,8 @@ int64_t count(const std::vector<torch::Tensor>& params) {
 /// evaluations (and at step 0). A resumed run keeps the rows up to its checkpoint's step.
 const std::vector<std::string> kMetricsColumns = {
     "step", "generator_loss", "divergence_loss", "reward_loss", "assistant_loss", "batch_reward", "generator_grad_norm",
-    "assistant_grad_norm", "non_finite", "overflows", "step_seconds", "step_peak_mb", "eval_reward", "eval_clip_score", "eval_diversity"};
+    "assistant_grad_norm", "non_finite", "overflows", "step_seconds", "step_peak_mb", "generator_forward_s", "assistant_forward_s", "teacher_s",
+    "reward_s", "backward_s", "update_s", "eval_reward", "eval_clip_score", "eval_diversity"};
 
 std::vector<std::string> metrics_row(int64_t step, const di::StepStats* s, double seconds, const text_to_image::EvalResult* e) {
   using Csv = di::MetricsCsv;
@@ -123,8 +129,11 @@ std::vector<std::string> metrics_row(int64_t step, const di::StepStats* s, doubl
     cells.push_back(std::to_string(s->overflows));
     cells.push_back(fmt::format("{:.4f}", seconds));
     cells.push_back(s->peak_bytes < 0 ? std::string() : fmt::format("{:.1f}", s->peak_bytes / 1e6));
+    const auto& p = s->phases;  // where the step's time went (StepStats::Phases)
+    for (double ms : {p.generator_forward, p.assistant_forward, p.teacher_forward, p.reward, p.backward, p.update})
+      cells.push_back(fmt::format("{:.4f}", ms / 1e3));
   } else {
-    cells.resize(12);
+    cells.resize(18);
   }
   for (double v : {e ? e->reward : NAN, e ? e->clip_score : NAN, e ? e->diversity : NAN}) cells.push_back(Csv::number(v));
   return cells;
@@ -165,11 +174,9 @@ void save_generator(Job& job, Trainer& trainer, const text_to_image::EvalSet& ev
 
 /// The DI* run itself, for one teacher kind (its own UNet, or the assistant's base with the adapters
 /// off) and one parameterisation of the teacher and assistant.
-template <class Param, class Teacher>
-void train(Job& job, Teacher teacher, di::Denoiser<dm::UNet2DConditionModel, Param> assistant) {
+template <class Param, class Gen, class Teacher, class Assistant>
+void train(Job& job, Gen generator, Teacher teacher, Assistant assistant) {
   const Args& a = job.args;
-  using Gen = di::Generator<t2i::OneStepUNet>;
-  using Assistant = di::Denoiser<dm::UNet2DConditionModel, Param>;
   using Trainer = di::DiStarTrainer<Gen, Teacher, Assistant, t2i::PromptCondition, di::PseudoHuberScore, di::CfgInside, t2i::ClipReward,
                                     di::DiscreteVPSchedule>;
   const double lr_g = a.lr_generator > 0 ? a.lr_generator : (a.generator_lora > 0 ? 1e-4 : 1e-5);
@@ -188,12 +195,14 @@ void train(Job& job, Teacher teacher, di::Denoiser<dm::UNet2DConditionModel, Par
                            .micro_batches(a.micro_batches)
                            .keep_checkpoints(a.keep_checkpoints)
                            .measure_memory(a.measure_memory);
-  Trainer trainer(Gen(job.m.generator), std::move(teacher), std::move(assistant),
+  Trainer trainer(std::move(generator), std::move(teacher), std::move(assistant),
                   {di::PseudoHuberScore(a.c), di::CfgInside(di::AlphaCfg(a.alpha_cfg)), *job.m.reward, *job.m.schedule},
                   di::ConditionSource<t2i::PromptCondition>{*job.m.prompts, job.m.prompts->null_condition()}, job.m.latent_shape, options);
   if (job.dp) trainer.set_data_parallel(job.dp);
+  const bool one_base = job.m.generator_unet.ptr() == job.m.teacher_unet.ptr();
   job.log(fmt::format("trained parameters: generator {:.3f} M{}, assistant {:.3f} M{}", count(trainer.generator_parameters()) / 1e6,
-                      job.m.generator_lora.empty() ? " (the whole UNet)" : fmt::format(" (LoRA rank {})", a.generator_lora),
+                      job.m.generator_lora.empty() ? " (the whole UNet)"
+                                                   : fmt::format(" (LoRA rank {}{})", a.generator_lora, one_base ? " on the teacher's base" : ""),
                       count(trainer.assistant_parameters()) / 1e6,
                       job.m.assistant_lora.empty() ? " (a full copy)" : fmt::format(" (LoRA rank {} on the teacher's base)", a.assistant_lora)));
 
@@ -270,6 +279,7 @@ void run(const Args& args) {
     job.device = torch::Device(a.device);
   }
   TORCH_CHECK(!job.device.is_cuda() || torch::cuda::is_available(), "05_text_to_image: --device ", a.device, ": no CUDA device is available");
+  const int threads = di::use_threads(a.threads);
   job.precision = di::parse_precision(a.precision);
   di::check_precision_supported(job.precision, job.device, "05_text_to_image");
   torch::manual_seed(static_cast<uint64_t>(a.seed));  // the LoRA adapters' initial A
@@ -279,6 +289,7 @@ void run(const Args& args) {
                      .reward_tokenizer(a.reward_tokenizer)
                      .generator(a.generator)
                      .generator_lora(a.generator_lora)
+                     .generator_base_lora(a.generator_base_lora)
                      .assistant_lora(a.assistant_lora)
                      .lora_targets(split_commas(a.lora_targets))
                      .t_star(a.t_star)
@@ -289,17 +300,20 @@ void run(const Args& args) {
   if (!a.generator_prediction.empty()) options.generator_prediction(dm::parse_prediction(a.generator_prediction));
   job.m = t2i::load_di_star_models(options, job.prompts, [&](const std::string& line) { job.log(line); });
   const auto& sc = job.m.pipeline->scheduler();
-  job.log(fmt::format("teacher '{}': {} pipeline, {} ({}), {} x {} pixels, latents {}x{}x{}; device {}, precision {}{}", a.teacher,
+  job.log(fmt::format("teacher '{}': {} pipeline, {} ({}), {} x {} pixels, latents {}x{}x{}; device {}{}, precision {}{}", a.teacher,
                       job.m.pipeline->is_sdxl() ? "SDXL" : "SD", sc.class_name, dm::prediction_name(sc.prediction), job.m.height, job.m.width,
-                      job.m.latent_shape[0], job.m.latent_shape[1], job.m.latent_shape[2], job.device.str(), di::precision_name(job.precision),
+                      job.m.latent_shape[0], job.m.latent_shape[1], job.m.latent_shape[2], job.device.str(),
+                      job.device.is_cpu() ? fmt::format(" ({} threads)", threads) : std::string(), di::precision_name(job.precision),
                       job.dp ? fmt::format(", rank {} of {}", job.rank, job.dp->world_size()) : std::string()));
   job.log(fmt::format("generator: {}; {} prompts", job.m.generator->describe(), job.prompts.size()));
   // The teacher's (and assistant's) parameterization, as its scheduler_config.json says (the loader
-  // refused "sample": a teacher predicting x0 is not supported here), and its teacher: its own UNet,
-  // or the base shared with a LoRA assistant.
+  // refused "sample": a teacher predicting x0 is not supported here), and the roles: the teacher its
+  // own UNet, or the base shared with the LoRAs of the assistant and (from the teacher) the generator.
   dm::with_parameterization(sc.prediction, [&](auto param) {
     using Param = decltype(param);
-    t2i::with_teacher_and_assistant<Param>(job.m, [&](auto teacher, auto assistant) { train<Param>(job, std::move(teacher), std::move(assistant)); });
+    t2i::with_roles<Param>(job.m, [&](auto generator, auto teacher, auto assistant) {
+      train<Param>(job, std::move(generator), std::move(teacher), std::move(assistant));
+    });
   });
 }
 
@@ -329,6 +343,9 @@ int main(int argc, char** argv) {
   app.add_option("--generator-prediction", a.generator_prediction, "what the generator UNet predicts: epsilon | v_prediction | sample (default: the teacher's)")
       ->check(CLI::IsMember({"epsilon", "v_prediction", "sample"}));
   app.add_option("--generator-lora", a.generator_lora, "train the generator through a LoRA of this rank (0: the whole UNet)")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{4096}));
+  app.add_option("--generator-base-lora", a.generator_base_lora, "a LoRA file (diffusers' format, e.g. DMD2's) kept frozen under the generator's LoRA")
+      ->check(CLI::ExistingFile);
+  app.add_option("--threads", a.threads, "CPU threads (0: OMP_NUM_THREADS if set, else every core); one pool does the work")->capture_default_str()->check(CLI::Range(0, 4096));
   app.add_option("--assistant-lora", a.assistant_lora, "the assistant as a LoRA of this rank on the teacher's weights (0: a full copy)")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{4096}));
   app.add_option("--lora-targets", a.lora_targets, "comma-separated module names the LoRAs adapt")->capture_default_str();
   app.add_option("--lr-generator", a.lr_generator, "generator learning rate (default 1e-5; 1e-4 with --generator-lora)")->check(CLI::PositiveNumber);

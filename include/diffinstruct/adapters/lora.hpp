@@ -10,6 +10,10 @@
 /// starts at zero, so an adapted model computes exactly what its base does until B is trained.
 /// A and B are registered on the adapted layer as submodules `lora_A` and `lora_B`: the model's
 /// parameter names become peft's (`...attn1.to_q.lora_A.weight`), and the base's names do not change.
+/// A layer may carry several adapters when each has a name (LoraOptions::adapter_name): they are
+/// registered as peft names several adapters in memory (`...to_q.lora_A.generator.weight`) and added
+/// in the order they were built. That is how the roles of a run share one base
+/// (adapters/shared_base.hpp); a file still holds one adapter under peft's saved names.
 ///
 /// Example:
 ///   auto lora = adapters::add_lora(*unet, adapters::LoraOptions().rank(8).alpha(8));  // base frozen
@@ -25,9 +29,11 @@
 
 #include <torch/torch.h>
 
+#include <cctype>
 #include <cmath>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -39,6 +45,13 @@ enum class LoraInit {
   kKaimingUniform,  ///< peft's default (`init_lora_weights=True`): A ~ U(±1/√fan_in)
   kGaussian,        ///< peft's "gaussian": A ~ N(0, 1/rank²)
 };
+
+/// An adapter's name is empty or a module name peft and LibTorch both accept: letters, digits, '_'.
+inline void check_adapter_name(const std::string& name, const char* where) {
+  bool ok = name.size() <= 64 && name != "lora_A" && name != "lora_B";
+  for (char ch : name) ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_');
+  TORCH_CHECK(ok, where, ": an adapter name must be empty or up to 64 letters, digits and '_' (and not lora_A / lora_B), got '", name, "'");
+}
 
 /// Which layers get an adapter, and its shape.
 struct LoraOptions {
@@ -57,9 +70,13 @@ struct LoraOptions {
   /// The adapters' dtype. Unset: float32 (the trained weights are master weights, docs/memory.md),
   /// or float64 when the base is float64.
   TORCH_ARG(c10::optional<c10::ScalarType>, dtype) = c10::nullopt;
+  /// Empty: the layer's only adapter (`lora_A.weight`). A name ("generator"; letters, digits and
+  /// '_'): one of several on the layer (`lora_A.generator.weight`), found by find_lora(model, name).
+  TORCH_ARG(std::string, adapter_name) = "";
 
  public:
   void validate() const {
+    check_adapter_name(adapter_name_, "diffinstruct::adapters::LoraOptions");
     TORCH_CHECK(!target_modules_.empty(), "diffinstruct::adapters::LoraOptions: expected at least one target module name, got none");
     for (const auto& t : target_modules_) {
       TORCH_CHECK(!t.empty(), "diffinstruct::adapters::LoraOptions: a target module name is empty");
@@ -74,9 +91,12 @@ struct LoraOptions {
 /// One layer's adapter. Built by add_lora() / load_lora(); the layer calls adapt() in its forward.
 class LoraLayer final : public models::LayerAdapter {
  public:
-  /// Adds lora_A and lora_B to `layer` (a models::LinearImpl or models::Conv2dImpl).
-  LoraLayer(torch::nn::Module& layer, int64_t rank, double alpha, double dropout, LoraInit init, c10::ScalarType dtype)
-      : rank_(rank), alpha_(alpha), dropout_(dropout) {
+  /// Adds lora_A and lora_B to `layer` (a models::LinearImpl or models::Conv2dImpl), as themselves
+  /// or, for a named adapter, under them as `adapter_name`.
+  LoraLayer(torch::nn::Module& layer, int64_t rank, double alpha, double dropout, LoraInit init, c10::ScalarType dtype,
+            std::string adapter_name = "")
+      : rank_(rank), alpha_(alpha), dropout_(dropout), name_(std::move(adapter_name)) {
+    check_adapter_name(name_, "diffinstruct::adapters::LoraLayer");
     TORCH_CHECK(rank > 0, "diffinstruct::adapters::LoraLayer: rank must be positive, got ", rank);
     TORCH_CHECK(std::isfinite(alpha) && alpha > 0, "diffinstruct::adapters::LoraLayer: alpha must be positive and finite, got ", alpha);
     TORCH_CHECK(dropout >= 0 && dropout < 1, "diffinstruct::adapters::LoraLayer: dropout must be in [0, 1), got ", dropout);
@@ -86,8 +106,8 @@ class LoraLayer final : public models::LayerAdapter {
       base_weight_ = linear->weight;
       o.device(base_weight_.device());
       const int64_t out = base_weight_.size(0), in = base_weight_.size(1);
-      a_ = layer.register_module("lora_A", models::Linear(in, rank, false, o))->weight;
-      b_ = layer.register_module("lora_B", models::Linear(rank, out, false, o))->weight;
+      a_ = attach(layer, "lora_A", models::Linear(in, rank, false, o))->weight;
+      b_ = attach(layer, "lora_B", models::Linear(rank, out, false, o))->weight;
     } else if (auto* conv = dynamic_cast<models::Conv2dImpl*>(&layer)) {
       base_weight_ = conv->weight;
       o.device(base_weight_.device());
@@ -95,8 +115,8 @@ class LoraLayer final : public models::LayerAdapter {
       conv_ = true;
       stride_ = conv->stride();
       padding_ = conv->padding();
-      a_ = layer.register_module("lora_A", models::Conv2d(in, rank, k, stride_, padding_, false, o))->weight;
-      b_ = layer.register_module("lora_B", models::Conv2d(rank, out, 1, 1, 0, false, o))->weight;
+      a_ = attach(layer, "lora_A", models::Conv2d(in, rank, k, stride_, padding_, false, o))->weight;
+      b_ = attach(layer, "lora_B", models::Conv2d(rank, out, 1, 1, 0, false, o))->weight;
     } else {
       TORCH_CHECK(false, "diffinstruct::adapters::LoraLayer: expected a diffinstruct::models Linear or Conv2d layer, got ", layer.name());
     }
@@ -147,6 +167,8 @@ class LoraLayer final : public models::LayerAdapter {
   const torch::Tensor& base_weight() const { return base_weight_; }
   int64_t rank() const { return rank_; }
   double alpha() const { return alpha_; }
+  /// Empty for a layer's only adapter; its name when it is one of several.
+  const std::string& adapter_name() const { return name_; }
   double dropout() const { return dropout_; }
   bool is_conv() const { return conv_; }
   /// The run-time multiplier of alpha / rank (diffusers' adapter weight); 1 by default.
@@ -164,6 +186,18 @@ class LoraLayer final : public models::LayerAdapter {
   bool merged() const { return merged_; }
 
  private:
+  /// Registers A or B on the layer: as `slot` itself, or as `name_` under a `slot` holder shared by
+  /// the layer's named adapters.
+  template <class Holder>
+  Holder attach(torch::nn::Module& layer, const char* slot, Holder factor) {
+    if (name_.empty()) return layer.register_module(slot, factor);
+    std::shared_ptr<torch::nn::Module> holder;
+    for (const auto& child : layer.named_children()) {
+      if (child.key() == slot) holder = child.value();
+    }
+    if (!holder) holder = layer.register_module(slot, std::make_shared<torch::nn::Module>(slot));
+    return holder->register_module(name_, factor);
+  }
   static bool autocast_on(const torch::Tensor& x) {
     const auto s = compat::autocast_state();
     return x.is_cuda() ? s.cuda : (x.is_cpu() && s.cpu);
@@ -172,6 +206,7 @@ class LoraLayer final : public models::LayerAdapter {
   torch::Tensor base_weight_, a_, b_;
   int64_t rank_;
   double alpha_, dropout_;
+  std::string name_;
   bool conv_ = false;
   int64_t stride_ = 1, padding_ = 0;
   double scale_ = 1;
@@ -255,18 +290,23 @@ class LoraDisabledScope {
  public:
   explicit LoraDisabledScope(const Lora& lora) {
     auto& d = diffinstruct::detail::disabled_adapters();
-    size_ = d.size();
-    for (const auto& e : lora.layers()) d.push_back(e.second.get());
+    adapters_ = d.adapters.size(), parameters_ = d.parameters.size();
+    for (const auto& e : lora.layers()) {
+      d.adapters.push_back(e.second.get());
+      d.parameters.push_back(e.second->lora_A().unsafeGetTensorImpl());
+      d.parameters.push_back(e.second->lora_B().unsafeGetTensorImpl());
+    }
   }
   ~LoraDisabledScope() {
-    auto& d = diffinstruct::detail::disabled_adapters();
-    if (d.size() >= size_) d.resize(size_);  // scopes nest: this one's entries are the last
+    auto& d = diffinstruct::detail::disabled_adapters();  // scopes nest: this one's entries are the last
+    if (d.adapters.size() >= adapters_) d.adapters.resize(adapters_);
+    if (d.parameters.size() >= parameters_) d.parameters.resize(parameters_);
   }
   LoraDisabledScope(const LoraDisabledScope&) = delete;
   LoraDisabledScope& operator=(const LoraDisabledScope&) = delete;
 
  private:
-  size_t size_ = 0;
+  size_t adapters_ = 0, parameters_ = 0;
 };
 
 namespace detail {
@@ -274,23 +314,50 @@ inline std::string last_component(const std::string& name) {
   const auto dot = name.rfind('.');
   return dot == std::string::npos ? name : name.substr(dot + 1);
 }
-/// Is this module part of an adapter (lora_A / lora_B), not a layer of the base?
+/// Is this module part of an adapter (lora_A / lora_B, or a named adapter's factor under them), not
+/// a layer of the base?
 inline bool is_adapter_module(const std::string& name) {
   const auto last = last_component(name);
-  return last == "lora_A" || last == "lora_B";
+  if (last == "lora_A" || last == "lora_B") return true;
+  const auto dot = name.rfind('.');
+  return dot != std::string::npos && is_adapter_module(name.substr(0, dot)) && last_component(name.substr(0, dot)).rfind("lora_", 0) == 0;
 }
 inline bool is_adaptable(torch::nn::Module& m) {
   return dynamic_cast<models::LinearImpl*>(&m) != nullptr || dynamic_cast<models::Conv2dImpl*>(&m) != nullptr;
 }
-inline std::shared_ptr<models::LayerAdapter> owned_adapter_of(torch::nn::Module& m) {
-  if (auto* l = dynamic_cast<models::LinearImpl*>(&m)) return l->adapter;
-  if (auto* c = dynamic_cast<models::Conv2dImpl*>(&m)) return c->adapter;
+/// The adapters of a Linear or Conv2d; null for any other module.
+inline std::vector<std::shared_ptr<models::LayerAdapter>>* adapters_of(torch::nn::Module& m) {
+  if (auto* l = dynamic_cast<models::LinearImpl*>(&m)) return &l->adapters;
+  if (auto* c = dynamic_cast<models::Conv2dImpl*>(&m)) return &c->adapters;
   return nullptr;
 }
-inline models::LayerAdapter* adapter_of(torch::nn::Module& m) { return owned_adapter_of(m).get(); }
-inline void set_adapter(torch::nn::Module& m, std::shared_ptr<models::LayerAdapter> a) {
-  if (auto* l = dynamic_cast<models::LinearImpl*>(&m)) l->adapter = std::move(a);
-  else if (auto* c = dynamic_cast<models::Conv2dImpl*>(&m)) c->adapter = std::move(a);
+inline std::vector<std::shared_ptr<LoraLayer>> loras_of(torch::nn::Module& m) {
+  std::vector<std::shared_ptr<LoraLayer>> out;
+  if (const auto* all = adapters_of(m)) {
+    for (const auto& a : *all) {
+      if (auto lora = std::dynamic_pointer_cast<LoraLayer>(a)) out.push_back(std::move(lora));
+    }
+  }
+  return out;
+}
+/// The layer's LoRA named `name` ("" for its only, unnamed one), or null.
+inline std::shared_ptr<LoraLayer> lora_of(torch::nn::Module& m, const std::string& name) {
+  for (auto& lora : loras_of(m)) {
+    if (lora->adapter_name() == name) return lora;
+  }
+  return nullptr;
+}
+/// Can an adapter named `name` join this layer? Empty when it can; otherwise why not. A layer holds
+/// one unnamed adapter, or any number of adapters with distinct names.
+inline std::string why_no_room(torch::nn::Module& m, const std::string& name) {
+  for (const auto& a : *adapters_of(m)) {
+    auto lora = std::dynamic_pointer_cast<LoraLayer>(a);
+    if (!lora) return "has an adapter of another kind";
+    if (lora->adapter_name().empty() || name.empty())
+      return "already has an adapter; to put several on one layer give each a name (LoraOptions::adapter_name)";
+    if (lora->adapter_name() == name) return "already has an adapter named '" + name + "'";
+  }
+  return "";
 }
 inline c10::ScalarType adapter_dtype(const c10::optional<c10::ScalarType>& wanted, const torch::Tensor& base_weight) {
   if (wanted) return *wanted;
@@ -302,14 +369,35 @@ inline torch::Tensor base_weight_of(torch::nn::Module& m) {
 }
 } // namespace detail
 
-/// The adapters a model already has (from add_lora or load_lora), by module name.
+/// Every adapter a model has (from add_lora or load_lora), by module name, whatever its name.
 inline Lora find_lora(torch::nn::Module& model) {
   std::vector<Lora::Entry> out;
   for (const auto& item : model.named_modules()) {
-    if (auto lora = std::dynamic_pointer_cast<LoraLayer>(detail::owned_adapter_of(*item.value()))) out.emplace_back(item.key(), std::move(lora));
+    for (auto& lora : detail::loras_of(*item.value())) out.emplace_back(item.key(), std::move(lora));
   }
   return Lora(std::move(out));
 }
+
+/// The adapters named `adapter_name` ("" for the unnamed ones), by module name.
+inline Lora find_lora(torch::nn::Module& model, const std::string& adapter_name) {
+  std::vector<Lora::Entry> out;
+  for (const auto& item : model.named_modules()) {
+    if (auto lora = detail::lora_of(*item.value(), adapter_name)) out.emplace_back(item.key(), std::move(lora));
+  }
+  return Lora(std::move(out));
+}
+
+namespace detail {
+/// Freezes every parameter of `model` that no adapter holds (its base), and sets `trainable` on `lora`'s.
+inline void freeze_base_of(torch::nn::Module& model, const Lora& lora, bool trainable) {
+  std::unordered_set<const void*> adapters;
+  for (const auto& p : find_lora(model).parameters()) adapters.insert(p.unsafeGetTensorImpl());
+  for (auto& p : model.parameters()) {
+    if (!adapters.count(p.unsafeGetTensorImpl())) p.requires_grad_(false);
+  }
+  for (auto& p : lora.parameters()) p.requires_grad_(trainable);
+}
+}  // namespace detail
 
 /// Adds a LoRA adapter to every Linear and Conv2d of `model` whose name matches a target; returns
 /// them. Refuses (before changing anything) a target that matches no module, a matched module that is
@@ -328,7 +416,8 @@ inline Lora add_lora(torch::nn::Module& model, const LoraOptions& o = {}) {
     if (!match) continue;
     TORCH_CHECK(detail::is_adaptable(*item.value()), "diffinstruct::adapters::add_lora: module '", name, "' matches a target but is a ",
                 item.value()->name(), "; LoRA adapts diffinstruct::models Linear and Conv2d layers");
-    TORCH_CHECK(detail::adapter_of(*item.value()) == nullptr, "diffinstruct::adapters::add_lora: module '", name, "' already has an adapter");
+    const auto why = detail::why_no_room(*item.value(), o.adapter_name());
+    TORCH_CHECK(why.empty(), "diffinstruct::adapters::add_lora: module '", name, "' ", why);
     chosen.emplace_back(name, item.value());
   }
   for (size_t i = 0; i < used.size(); ++i) {
@@ -338,27 +427,27 @@ inline Lora add_lora(torch::nn::Module& model, const LoraOptions& o = {}) {
   std::vector<Lora::Entry> layers;
   for (auto& [name, module] : chosen) {
     const auto dt = detail::adapter_dtype(o.dtype(), detail::base_weight_of(*module));
-    auto lora = std::make_shared<LoraLayer>(*module, o.rank(), o.alpha(), o.dropout(), o.init(), dt);
-    detail::set_adapter(*module, lora);
+    auto lora = std::make_shared<LoraLayer>(*module, o.rank(), o.alpha(), o.dropout(), o.init(), dt, o.adapter_name());
+    detail::adapters_of(*module)->push_back(lora);
     layers.emplace_back(name, std::move(lora));
   }
   Lora out(std::move(layers));
-  if (o.freeze_base()) {
-    for (auto& p : model.parameters()) p.requires_grad_(false);
-    for (auto& p : out.parameters()) p.requires_grad_(true);
-  }
+  if (o.freeze_base()) detail::freeze_base_of(model, out, /*trainable=*/true);  // other adapters keep their flags
   return out;
 }
 
 /// Stores a LoRA-adapted model's frozen parameters (its base: every floating parameter that does
-/// not require grad) in `dtype`, in place, and leaves the adapters as they are (float32 master
-/// weights). Under autocast the base then costs half its float32 memory in bf16/fp16. The
-/// counterpart of store_frozen_in (precision/precision.hpp) for a model that is partly trained.
+/// not require grad and is no adapter's) in `dtype`, in place, and leaves the adapters as they are
+/// (float32 master weights, or a frozen published LoRA). Under autocast the base then costs half its
+/// float32 memory in bf16/fp16. The counterpart of store_frozen_in (precision/precision.hpp) for a
+/// model that is partly trained.
 inline void store_base_in(c10::ScalarType dtype, torch::nn::Module& model) {
   TORCH_CHECK(c10::isFloatingType(dtype), "diffinstruct::adapters::store_base_in: expected a floating dtype, got ", dtype);
+  std::unordered_set<const void*> adapters;
+  for (const auto& p : find_lora(model).parameters()) adapters.insert(p.unsafeGetTensorImpl());
   torch::NoGradGuard no_grad;
   for (auto& p : model.parameters()) {
-    if (!p.requires_grad() && p.is_floating_point() && p.scalar_type() != dtype) p.set_data(p.to(dtype));
+    if (!p.requires_grad() && !adapters.count(p.unsafeGetTensorImpl()) && p.is_floating_point() && p.scalar_type() != dtype) p.set_data(p.to(dtype));
   }
 }
 

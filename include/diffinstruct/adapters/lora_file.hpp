@@ -118,6 +118,11 @@ struct LoraLoadOptions {
   TORCH_ARG(c10::optional<c10::ScalarType>, dtype) = c10::nullopt;
   /// Freeze every parameter of the model that is not an adapter's (as add_lora).
   TORCH_ARG(bool, freeze_base) = true;
+  /// Whether the loaded adapters train (requires_grad). false: a published LoRA kept as it is, part
+  /// of a generator's frozen base (DMD2's one-step LoRA under a LoRA that trains).
+  TORCH_ARG(bool, trainable) = true;
+  /// The adapters' name on their layers ("": each layer's only adapter; LoraOptions::adapter_name).
+  TORCH_ARG(std::string, adapter_name) = "";
   /// Dropout of the adapters built (the file does not say how it was trained).
   TORCH_ARG(double, dropout) = 0;
   /// Maps a module name of the file to the model's (identity when unset). A text encoder's LoRA saved
@@ -149,13 +154,15 @@ inline const io::JsonValue* pattern_value(const io::JsonValue* pattern, const st
 
 /// Reads the LoRA in `path` (diffusers' format, the keys under `prefix`) into `model`: builds an
 /// adapter on each named layer (or fills the adapter already there, which must have the file's rank
-/// and alpha) and returns every adapter the model then has. Tensors under other prefixes (a pipeline's
+/// and alpha) and returns every adapter of the model with the options' adapter_name (all of them when
+/// it has only unnamed ones). Tensors under other prefixes (a pipeline's
 /// file holds the text encoder's adapters too) are left alone. Everything is checked before the model
 /// is touched: unknown or missing modules, keys of other formats (kohya, the old attention-processor
 /// format), shapes that do not fit the layer, non-floating or non-finite values, unsupported options
 /// (DoRA, rsLoRA) all throw, naming the file and the tensor, and leave the model as it was.
 inline Lora load_lora(torch::nn::Module& model, const std::string& path, const std::string& prefix = "unet", const LoraLoadOptions& o = {}) {
   const std::string where = "diffinstruct::adapters::load_lora: '" + path + "'";
+  check_adapter_name(o.adapter_name(), "diffinstruct::adapters::load_lora");
   io::SafetensorsFile file(path);
   // The adapter's config, when the file has diffusers' metadata.
   const io::JsonValue* meta_alpha = nullptr;
@@ -234,12 +241,13 @@ inline Lora load_lora(torch::nn::Module& model, const std::string& path, const s
     if (const auto* v = detail::pattern_value(alpha_pattern, name)) layer.alpha = v->number();
     else if (meta_alpha) layer.alpha = meta_alpha->number();
     TORCH_CHECK(std::isfinite(layer.alpha) && layer.alpha > 0, where, ": module '", name, "' has lora_alpha ", layer.alpha, ", expected positive");
-    if (auto existing = std::dynamic_pointer_cast<LoraLayer>(detail::owned_adapter_of(*it->second))) {
+    if (auto existing = detail::lora_of(*it->second, o.adapter_name())) {
       TORCH_CHECK(existing->rank() == rank && existing->alpha() == layer.alpha, where, ": module '", name, "' already has an adapter of rank ",
                   existing->rank(), " and alpha ", existing->alpha(), "; the file's has rank ", rank, " and alpha ", layer.alpha);
       TORCH_CHECK(!existing->merged(), where, ": module '", name, "' has a merged adapter; unmerge() it before loading");
     } else {
-      TORCH_CHECK(detail::adapter_of(*it->second) == nullptr, where, ": module '", name, "' has an adapter of another kind");
+      const auto why = detail::why_no_room(*it->second, o.adapter_name());
+      TORCH_CHECK(why.empty(), where, ": module '", name, "' ", why);
     }
     plan.emplace_back(layer, it->second);
   }
@@ -254,20 +262,18 @@ inline Lora load_lora(torch::nn::Module& model, const std::string& path, const s
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < plan.size(); ++i) {
     auto& [layer, module] = plan[i];
-    auto lora = std::dynamic_pointer_cast<LoraLayer>(detail::owned_adapter_of(*module));
+    auto lora = detail::lora_of(*module, o.adapter_name());
     if (!lora) {
       const auto dt = detail::adapter_dtype(o.dtype(), detail::base_weight_of(*module));
-      lora = std::make_shared<LoraLayer>(*module, layer.a->shape[0], layer.alpha, o.dropout(), LoraInit::kKaimingUniform, dt);
-      detail::set_adapter(*module, lora);
+      lora = std::make_shared<LoraLayer>(*module, layer.a->shape[0], layer.alpha, o.dropout(), LoraInit::kKaimingUniform, dt, o.adapter_name());
+      detail::adapters_of(*module)->push_back(lora);
     }
     lora->lora_A().copy_(values[i].first);
     lora->lora_B().copy_(values[i].second);
   }
-  auto all = find_lora(model);
-  if (o.freeze_base()) {
-    for (auto& p : model.parameters()) p.requires_grad_(false);
-    for (auto& p : all.parameters()) p.requires_grad_(true);
-  }
+  auto all = find_lora(model, o.adapter_name());
+  if (o.freeze_base()) detail::freeze_base_of(model, all, o.trainable());
+  else for (auto& p : all.parameters()) p.requires_grad_(o.trainable());
   return all;
 }
 

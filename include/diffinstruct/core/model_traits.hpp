@@ -55,6 +55,17 @@ torch::Tensor call_model(Model& model, const Cond& cond, const Tensors&... input
   }
 }
 
+/// Does a callable model say which parameters it computes with (`named_parameters()` and
+/// `named_buffers()`, lists of (name, tensor))? A role's pass on a module shared with other roles does
+/// (adapters/shared_base.hpp): it sees the module less the other roles' adapters.
+template <class T, class = void>
+struct has_named_parameters : std::false_type {};
+template <class T>
+struct has_named_parameters<T, std::void_t<decltype(std::declval<const T&>().named_parameters().front().second),
+                                           decltype(std::declval<const T&>().named_buffers())>> : std::true_type {};
+template <class T>
+inline constexpr bool is_parameter_view_v = !is_native_module_v<T> && !is_script_module_v<T> && has_named_parameters<std::decay_t<T>>::value;
+
 /// The trainable parameters of a model (empty for plain callables, which own none we can see).
 template <class Model>
 std::vector<torch::Tensor> model_parameters(const Model& model) {
@@ -64,6 +75,10 @@ std::vector<torch::Tensor> model_parameters(const Model& model) {
     return out;
   } else if constexpr (is_native_module_v<Model>) {
     return model->parameters();
+  } else if constexpr (is_parameter_view_v<Model>) {
+    std::vector<torch::Tensor> out;
+    for (const auto& p : model.named_parameters()) out.push_back(p.second);
+    return out;
   } else {
     return {};
   }

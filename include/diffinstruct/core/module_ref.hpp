@@ -109,18 +109,20 @@ class ModuleRef {
 
 namespace detail {
 
-/// The module behind a model, if it is one (a plain callable has none we can see).
-template <class Model>
-std::vector<ModuleRef> module_refs_of(const Model& model) {
-  if constexpr (is_native_module_v<Model> || is_script_module_v<Model>) return {ModuleRef::of(model)};
-  else return {};
-}
-
 /// Does a policy expose the modules it holds (`std::vector<ModuleRef> modules() const`)?
 template <class T, class = void>
 struct has_modules : std::false_type {};
 template <class T>
 struct has_modules<T, std::void_t<decltype(std::vector<ModuleRef>(std::declval<const T&>().modules()))>> : std::true_type {};
+
+/// The module behind a model, if it is one, or those a callable says it runs (a pass on a shared
+/// base, adapters/shared_base.hpp); a plain callable has none we can see.
+template <class Model>
+std::vector<ModuleRef> module_refs_of(const Model& model) {
+  if constexpr (is_native_module_v<Model> || is_script_module_v<Model>) return {ModuleRef::of(model)};
+  else if constexpr (has_modules<Model>::value) return model.modules();
+  else return {};
+}
 
 /// Puts modules in evaluation mode for a scope and restores each one's mode after.
 class EvalModeScope {

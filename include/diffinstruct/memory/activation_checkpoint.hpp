@@ -183,14 +183,14 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
 
   struct Holder : torch::CustomClassHolder {
     Holder(std::shared_ptr<CheckpointedFn> f, std::vector<torch::Tensor> p, std::shared_ptr<RngSnapshot> r, compat::AutocastState a,
-           std::vector<const void*> d, ModeSnapshot m, std::vector<bool> n)
+           DisabledAdapters d, ModeSnapshot m, std::vector<bool> n)
         : fn(std::move(f)), params(std::move(p)), rng(std::move(r)), autocast(a), disabled_adapters(std::move(d)), modes(std::move(m)),
           needs_grad(std::move(n)) {}
     std::shared_ptr<CheckpointedFn> fn;
     std::vector<torch::Tensor> params;
     std::shared_ptr<RngSnapshot> rng;
     compat::AutocastState autocast;
-    std::vector<const void*> disabled_adapters;
+    DisabledAdapters disabled_adapters;
     ModeSnapshot modes;
     std::vector<bool> needs_grad;  // per input, then per param
   };
@@ -206,10 +206,14 @@ inline std::vector<torch::Tensor> checkpoint(CheckpointedFn fn, const std::vecto
                                              const std::vector<torch::Tensor>& params = {}, std::vector<ModuleRef> modules = {}) {
   bool any = false;
   for (const auto& t : inputs) any = any || (t.defined() && t.requires_grad());
-  for (const auto& t : params) any = any || (t.defined() && t.requires_grad());
-  if (!torch::GradMode::is_enabled() || !any) return fn(inputs);
   std::vector<torch::Tensor> all(inputs);
-  all.insert(all.end(), params.begin(), params.end());
+  for (const auto& t : params) {
+    // A switched-off adapter's parameters are not read by fn (core/adapter_context.hpp).
+    if (t.defined() && detail::parameter_of_disabled_adapter(t.unsafeGetTensorImpl())) continue;
+    any = any || (t.defined() && t.requires_grad());
+    all.push_back(t);
+  }
+  if (!torch::GradMode::is_enabled() || !any) return fn(inputs);
   return detail::CheckpointFunction::apply(std::make_shared<CheckpointedFn>(std::move(fn)), static_cast<int64_t>(inputs.size()),
                                            at::TensorList(all), std::make_shared<std::vector<ModuleRef>>(std::move(modules)));
 }

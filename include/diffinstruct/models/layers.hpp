@@ -74,7 +74,9 @@ inline void check_positive(int64_t v, const char* layer, const char* what) {
 } // namespace detail
 
 /// What an adapter adds to a layer (adapters/lora.hpp): the layer computes y from x as always, then
-/// returns adapt(x, y). Set on `Linear` and `Conv2d` through their `adapter` member; null: none.
+/// passes it through adapt(x, y) of each of its adapters in turn. Set on `Linear` and `Conv2d`
+/// through their `adapters` member; empty: the plain layer. Several adapters on one layer are the
+/// roles of a run sharing one base, each switched off in the others' passes (adapters/shared_base.hpp).
 class LayerAdapter {
  public:
   virtual ~LayerAdapter() = default;
@@ -94,10 +96,11 @@ class LinearImpl : public torch::nn::Module {
   }
   torch::Tensor forward(const torch::Tensor& x) {
     auto y = torch::linear(x, weight, bias);
-    return adapter ? adapter->adapt(x, std::move(y), is_training()) : y;
+    for (const auto& a : adapters) y = a->adapt(x, std::move(y), is_training());
+    return y;
   }
   torch::Tensor weight, bias;
-  std::shared_ptr<LayerAdapter> adapter;  ///< a LoRA, for instance; null: the plain layer
+  std::vector<std::shared_ptr<LayerAdapter>> adapters;  ///< LoRAs, for instance, applied in order; empty: the plain layer
 };
 TORCH_MODULE(Linear);
 
@@ -118,12 +121,13 @@ class Conv2dImpl : public torch::nn::Module {
   }
   torch::Tensor forward(const torch::Tensor& x) {
     auto y = torch::conv2d(x, weight, bias, stride_, padding_);
-    return adapter ? adapter->adapt(x, std::move(y), is_training()) : y;
+    for (const auto& a : adapters) y = a->adapt(x, std::move(y), is_training());
+    return y;
   }
   int64_t stride() const { return stride_; }
   int64_t padding() const { return padding_; }
   torch::Tensor weight, bias;
-  std::shared_ptr<LayerAdapter> adapter;  ///< a LoRA, for instance; null: the plain layer
+  std::vector<std::shared_ptr<LayerAdapter>> adapters;  ///< LoRAs, for instance, applied in order; empty: the plain layer
 
  private:
   int64_t stride_, padding_;

@@ -119,7 +119,7 @@ class DiStarTrainer : public DiStarTrainerBase<GeneratorT, TeacherT, AssistantT,
   double assistant_update(StepStats& stats, const ReusedSamples* reused) {
     const bool reuse = reused && reused->x0.defined();
     const auto batch = draws_.draw(Phase::kAssistant, policies_.schedule, reuse ? &reused->c : nullptr);
-    const auto nets = Base::passes();
+    const auto nets = Base::passes(stats);
     const int64_t n = options_.micro_batches(), B = options_.batch_size();
     MicroBatchSum sum;
     for (int64_t k = 0; k < n; ++k) {
@@ -131,7 +131,7 @@ class DiStarTrainer : public DiStarTrainerBase<GeneratorT, TeacherT, AssistantT,
       // The batch mean is the sum of the micro-batches' shares.
       const auto loss = assistant_loss_of(eps, policies_.schedule, x0, mb.t, mb.noise).mean() / static_cast<double>(n);
       assistant_role_.check_graph_once(loss);
-      sum.add(Base::gradients(loss, assistant_role_), Base::summary_of({loss}, x0));
+      sum.add(Base::gradients(loss, assistant_role_, stats), Base::summary_of({loss}, x0));
     }
     const auto out = apply_update(assistant_role_, sum, Base::update_rules(options_.assistant_max_grad_norm()), stats);
     stats.assistant_loss_scale = out.loss_scale;
@@ -143,7 +143,7 @@ class DiStarTrainer : public DiStarTrainerBase<GeneratorT, TeacherT, AssistantT,
   /// ε̂ at x_t; the reward; L = L_div + L_cfg + L_rew; one update of the generator.
   void generator_update(StepStats& stats, ReusedSamples* keep) {
     const auto batch = draws_.draw(Phase::kGenerator, policies_.schedule);
-    const auto nets = Base::passes();
+    const auto nets = Base::passes(stats);
     auto& sched = policies_.schedule;
     const int64_t n = options_.micro_batches(), B = options_.batch_size();
     const double share = Base::share(n);
@@ -172,7 +172,7 @@ class DiStarTrainer : public DiStarTrainerBase<GeneratorT, TeacherT, AssistantT,
       const auto loss = terms.total.mean() * share;             // L = L_div + L_cfg + L_rew
       generator_role_.check_graph_once(loss);
       const auto mean_r = in.reward.defined() ? in.reward.mean() * share : torch::zeros({}, loss.options());
-      sum.add(Base::gradients(loss, generator_role_),
+      sum.add(Base::gradients(loss, generator_role_, stats),
               Base::summary_of({loss, terms.divergence.mean() * share, terms.guidance.mean() * share, terms.reward.mean() * share, mean_r}, x0));
       if (keep) samples.push_back(x0.detach());
     }

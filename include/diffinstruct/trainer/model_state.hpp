@@ -14,7 +14,7 @@ namespace detail {
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 template <class Model>
-inline constexpr bool is_trainable_model_v = is_native_module_v<Model> || is_script_module_v<Model>;
+inline constexpr bool is_trainable_model_v = is_native_module_v<Model> || is_script_module_v<Model> || is_parameter_view_v<Model>;
 
 template <class Model>
 NamedTensors named_parameters(const Model& model) {
@@ -23,6 +23,8 @@ NamedTensors named_parameters(const Model& model) {
     for (const auto& p : model.named_parameters()) out.emplace_back(p.name, p.value);
   } else if constexpr (is_native_module_v<Model>) {
     for (const auto& p : model->named_parameters()) out.emplace_back(p.key(), p.value());
+  } else if constexpr (is_parameter_view_v<Model>) {
+    for (const auto& p : model.named_parameters()) out.emplace_back(p.first, p.second);
   }
   return out;
 }
@@ -34,6 +36,8 @@ NamedTensors named_buffers(const Model& model) {
     for (const auto& b : model.named_buffers()) out.emplace_back(b.name, b.value);
   } else if constexpr (is_native_module_v<Model>) {
     for (const auto& b : model->named_buffers()) out.emplace_back(b.key(), b.value());
+  } else if constexpr (is_parameter_view_v<Model>) {
+    for (const auto& b : model.named_buffers()) out.emplace_back(b.first, b.second);
   }
   return out;
 }

@@ -11,6 +11,7 @@
 #include <diffinstruct/precision/precision.hpp>
 #include <diffinstruct/rewards/guidance.hpp>
 #include <diffinstruct/trainer/options.hpp>
+#include <diffinstruct/trainer/step_stats.hpp>
 
 #include <torch/torch.h>
 
@@ -65,11 +66,13 @@ struct NetworkPasses {
   const std::vector<int64_t>& sample_shape;           ///< what the generator must return per sample
   const std::vector<torch::Tensor>& generator_params;  ///< the trained ones (checkpoint inputs)
   const std::vector<torch::Tensor>& assistant_params;
+  StepStats::Phases& times;                           ///< each pass adds its wall time here
 
   /// x0 = g(z, c), checked where it is produced: floating point, on the trainer's device, of the
   /// expected per-sample shape; in the loop's dtype.
   template <class Cond>
   torch::Tensor generate(const torch::Tensor& z, const Cond& c) const {
+    AddElapsedMs clock(times.generator_forward);
     AutocastScope autocast(options.precision(), loop.device());
     auto* g = &generator;
     const torch::Tensor x0 = detail::maybe_checkpointed(
@@ -102,6 +105,7 @@ struct NetworkPasses {
   template <class Cond>
   torch::Tensor assistant_eps(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& alpha, const torch::Tensor& sigma,
                               const Cond& c) const {
+    AddElapsedMs clock(times.assistant_forward);
     AutocastScope autocast(options.precision(), loop.device());
     auto* a = &assistant;
     return detail::maybe_checkpointed(
@@ -114,6 +118,7 @@ struct NetworkPasses {
   template <class Cond>
   torch::Tensor teacher_eps(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& alpha, const torch::Tensor& sigma,
                             const Cond& c) const {
+    AddElapsedMs clock(times.teacher_forward);
     AutocastScope autocast(options.precision(), loop.device());
     auto* tr = &teacher;
     return detail::maybe_checkpointed(
@@ -150,6 +155,7 @@ struct NetworkPasses {
   /// r(x0, c) per sample, in the loop's dtype (rewards are loop numbers).
   template <class Cond>
   torch::Tensor reward_of(const torch::Tensor& x0, const Cond& c) const {
+    AddElapsedMs clock(times.reward);
     AutocastScope autocast(options.precision(), loop.device());
     auto* r = &reward;
     return detail::maybe_checkpointed(

@@ -101,9 +101,9 @@ constexpr bool trainer_contracts() {
   if constexpr (is_generator_role<GeneratorT>::value && is_denoiser_role<TeacherT>::value && is_denoiser_role<AssistantT>::value &&
                 is_condition_v<Cond>) {
     static_assert(is_trainable_model_v<typename GeneratorT::ModelType>,
-                  "diffinstruct::DiStarTrainer: the generator must be a torch::nn module or a TorchScript module (it is trained)");
+                  "diffinstruct::DiStarTrainer: the generator must be a torch::nn module, a TorchScript module or a pass on a shared base (adapters/shared_base.hpp): it is trained");
     static_assert(is_trainable_model_v<typename AssistantT::ModelType>,
-                  "diffinstruct::DiStarTrainer: the assistant must be a torch::nn module or a TorchScript module (it is trained)");
+                  "diffinstruct::DiStarTrainer: the assistant must be a torch::nn module, a TorchScript module or a pass on a shared base (adapters/shared_base.hpp): it is trained");
     static_assert(generator_callable_v<GeneratorT, Cond>,
                   "diffinstruct::DiStarTrainer: the generator's model cannot be called as g(z, c) with this condition type (forward(Tensor, "
                   "Cond), or forward(Tensor) with NoCondition); check the trainer's Cond against the model's forward");

@@ -1,6 +1,7 @@
 #pragma once
 /// \file What one DI* iteration reports, and the callback contract.
 
+#include <chrono>
 #include <cstdint>
 #include <type_traits>
 #include <utility>
@@ -27,6 +28,30 @@ struct StepStats {
   int64_t peak_bytes = -1;          ///< with measure_memory: the most bytes the step had live at once above those live at its start (-1: not measured)
   double assistant_ms = 0;          ///< wall time of the assistant phase
   double generator_ms = 0;          ///< wall time of the generator phase
+  /// Where the step's time went, summed over both phases (host wall time, milliseconds; on CUDA a
+  /// pass's time is its launches' unless something waits on the device). The forwards of what is
+  /// checkpointed run again in backward, and are counted there.
+  struct Phases {
+    double generator_forward = 0;  ///< x0 = g(z, c): the assistant phase's samples and the generator's update's
+    double assistant_forward = 0;  ///< ε̂_ψ: the assistant's own update and its frozen pass in the generator's
+    double teacher_forward = 0;    ///< the teacher's ε̂ (conditional and unconditional)
+    double reward = 0;             ///< r(x0, c)
+    double backward = 0;           ///< both roles' gradients (with the recomputes of checkpointing)
+    double update = 0;             ///< the update path: rank averaging, unscale, clipping, optimizer, EMA
+  } phases;
+};
+
+/// Adds the wall time of its scope to a counter of milliseconds.
+class AddElapsedMs {
+ public:
+  explicit AddElapsedMs(double& ms) : ms_(ms), start_(std::chrono::steady_clock::now()) {}
+  ~AddElapsedMs() { ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count(); }
+  AddElapsedMs(const AddElapsedMs&) = delete;
+  AddElapsedMs& operator=(const AddElapsedMs&) = delete;
+
+ private:
+  double& ms_;
+  std::chrono::steady_clock::time_point start_;
 };
 
 namespace detail {

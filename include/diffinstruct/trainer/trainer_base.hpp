@@ -162,9 +162,9 @@ class DiStarTrainerBase {
  protected:
   using Passes = NetworkPasses<GeneratorT, TeacherT, AssistantT, Reward>;
   /// The networks' passes for this update (passes.hpp).
-  Passes passes() {
+  Passes passes(StepStats& stats) {
     return Passes{generator_, teacher_, assistant_, policies_.reward, options_, loop_, draws_.sample_shape(), generator_role_.parameters(),
-                  assistant_role_.parameters()};
+                  assistant_role_.parameters(), stats.phases};
   }
   /// The rules of one update of a role (update_path.hpp).
   UpdateRules update_rules(double max_grad_norm) const {
@@ -172,7 +172,8 @@ class DiStarTrainerBase {
   }
   /// The gradients of a role's (scaled) loss with respect to its trained parameters only: frozen and
   /// other roles' weights get nothing.
-  static std::vector<torch::Tensor> gradients(const torch::Tensor& loss, TrainedRole& role) {
+  static std::vector<torch::Tensor> gradients(const torch::Tensor& loss, TrainedRole& role, StepStats& stats) {
+    AddElapsedMs clock(stats.phases.backward);
     return torch::autograd::grad({role.scaler().scale(loss)}, role.parameters(), {}, false, false, /*allow_unused=*/true);
   }
   /// A micro-batch's summary for MicroBatchSum: the values given (shares of batch means), then

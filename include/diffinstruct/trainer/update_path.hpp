@@ -132,6 +132,7 @@ inline bool guarded_step(TrainedRole& role, const UpdateRules& rules, StepStats&
 /// loss first and, last, whether every generator sample was finite (MicroBatchSum); data-parallel,
 /// both are averaged over ranks with the gradients, so every rank decides alike.
 inline UpdateOutcome apply_update(TrainedRole& role, MicroBatchSum& batch, const UpdateRules& rules, StepStats& stats) {
+  AddElapsedMs clock(stats.phases.update);
   if (rules.ranks) detail::average_over_ranks(*rules.ranks, batch.grads, role.parameters(), batch.summary);
   UpdateOutcome out;
   const auto s = batch.summary.accessor<double, 1>();
