@@ -276,3 +276,16 @@ TEST_CASE("#33 three roles, one base: the base is held once", "[adapters][shared
   WARN("three roles: " << one << " bytes of parameters on one base, " << three << " on separate copies (a base is " << base_bytes << ")");
   CHECK(three - one == 2 * base_bytes);
 }
+
+TEST_CASE("#33 StepStats::phases: every pass of a step is timed, within the phases' wall time", "[trainer][stats]") {
+  const auto s = tr::start();
+  tr::shared(s, false, true, [](auto& trainer) {
+    const auto stats = trainer.step();
+    const auto& p = stats.phases;
+    for (double ms : {p.generator_forward, p.assistant_forward, p.teacher_forward, p.reward, p.backward, p.update}) CHECK(ms > 0);
+    // The passes run inside the two phases (nested intervals of one clock): their sum cannot exceed them.
+    CHECK(p.generator_forward + p.assistant_forward + p.teacher_forward + p.reward + p.backward + p.update <=
+          stats.assistant_ms + stats.generator_ms);
+    return 0;
+  });
+}

@@ -4,7 +4,7 @@
 # PYTHON must have the oracles of tests/python_oracles.txt; without them the test is skipped (exit 77).
 #   1. make_tiny_pipelines.py writes SD (epsilon), SD (v_prediction) and SDXL pipelines and a CLIP model;
 #   2. three runs of 3 steps: SD with a full generator and assistant in fp32; SD-v with a LoRA generator
-#      and a LoRA assistant on the teacher's base; SDXL in bf16 with per-block checkpointing, 2
+#      and a LoRA assistant, the three roles on the teacher's one base; SDXL in bf16 with per-block checkpointing, 2
 #      micro-batches, K = 2 and the LoRA assistant;
 #   3. each trained generator loads into diffusers (from_pretrained, or load_lora_weights) and gives the
 #      C++ samples (check_text_to_image.py roundtrip), and is 10x further from its starting point;
