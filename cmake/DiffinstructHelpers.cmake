@@ -28,8 +28,8 @@ function(diffinstruct_use_pch target anchor)
 endfunction()
 
 # The malloc of a program (examples, benchmarks). DIFFINSTRUCT_MALLOC = auto links tcmalloc-minimal
-# (Debian: libtcmalloc-minimal4) when it is installed and LibTorch is 1.x, where it was measured 14%
-# faster at real size (glibc's allocator spent 35.7 s of system time per step returning and faulting
+# (Debian: libtcmalloc-minimal4) when it is installed and LibTorch is 1.x, where it cut a real-size
+# step by 13% (glibc's allocator spent 35.7 s of system time per step returning and faulting
 # pages); with LibTorch 2.x glibc's malloc is kept, tcmalloc measured 3% slower there
 # (docs/performance.md, the real-size step). tcmalloc links it whatever the version (an error when
 # missing), system never. The library itself stays allocator-agnostic: a user's trainer links what it

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   cmake g++ make ccache pkg-config
   libtorch-dev libopenblas0-pthread   # LibTorch 1.13 (CPU) + a fast BLAS: without it matmuls run 10-20x slower
-  libtcmalloc-minimal4                # the programs' malloc with LibTorch 1.13: a 14% faster real-size step (docs/performance.md)
+  libtcmalloc-minimal4                # the programs' malloc with LibTorch 1.13: a 13% shorter real-size step (docs/performance.md)
   libeigen3-dev libfmt-dev            # the package config's dependencies
   catch2                              # tests
   libcli11-dev nlohmann-json3-dev libstb-dev  # example programs
