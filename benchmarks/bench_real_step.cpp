@@ -6,7 +6,7 @@
 //
 //   bench_real_step --teacher DIR --reward DIR [--config all|full] [--separate-generator] [--precision fp32|bf16]
 //                   [--steps 3] [--threads 0] [--resolution 256] [--lora-rank 16] [--measure-memory]
-//                   [--reuse-samples] [--draws FILE] [--json FILE]
+//                   [--reuse-samples] [--channels-last] [--draws FILE] [--json FILE]
 //   all    LoRA generator and LoRA assistant on the teacher's base (one base for the three roles),
 //          every UNet block checkpointed
 //   full   the whole generator trained (its own float32 copy), the LoRA assistant on the teacher's
@@ -14,6 +14,8 @@
 //   --separate-generator   the LoRA generator on its own copy of the base (the layout before one base)
 //   --reuse-samples        the assistant's update trains on the generator update's samples (DMD2's order;
 //                          DiStarTrainerOptions::reuse_generator_samples): one generator forward fewer
+//   --channels-last        every 4-D weight (UNets, VAE) stored channels-last (NHWC), so that the
+//                          convolutions run in that memory format: a lever measured, not a default
 //   --draws FILE           writes the first iteration's draws (z, t, ε of both updates) and prompt, so
 //                          that the PyTorch side computes the same first iteration
 // Prints one JSON object: per-step seconds, the median after the first, each phase's seconds
@@ -44,7 +46,7 @@ namespace {
 
 struct Args {
   std::string teacher, reward, config = "all", precision = "fp32", draws, json;
-  bool separate_generator = false, measure_memory = false, reuse_samples = false;
+  bool separate_generator = false, measure_memory = false, reuse_samples = false, channels_last = false;
   int steps = 3, threads = 0;
   int64_t resolution = 256, lora_rank = 16;
 };
@@ -112,7 +114,7 @@ void run(const Args& a, t2i::DiStarModels& m, Trainer& trainer) {
   const auto& p = sum.phases;
   std::ostringstream j;
   j << "{\"side\": \"library\", \"torch\": \"" << TORCH_VERSION << "\", \"config\": \"" << a.config << (a.separate_generator ? "-separate" : "")
-    << (a.reuse_samples ? "-reuse" : "") << "\", \"precision\": \"" << a.precision << "\", \"threads\": " << at::get_num_threads() << ", \"steps\": " << a.steps << ", \"step_seconds\": [";
+    << (a.reuse_samples ? "-reuse" : "") << (a.channels_last ? "-channels-last" : "") << "\", \"precision\": \"" << a.precision << "\", \"threads\": " << at::get_num_threads() << ", \"steps\": " << a.steps << ", \"step_seconds\": [";
   for (size_t i = 0; i < seconds.size(); ++i) j << (i ? ", " : "") << number(seconds[i]);
   const size_t h = timed.size() / 2;
   const double median = timed.size() % 2 ? timed[h] : (timed[h - 1] + timed[h]) / 2;
@@ -134,6 +136,16 @@ void run(const Args& a, t2i::DiStarModels& m, Trainer& trainer) {
   if (!a.json.empty()) std::ofstream(a.json) << j.str() << "\n";
 }
 
+// Every 4-D parameter and buffer of `module` in the channels-last layout (values unchanged). The
+// convolutions then pick that memory format for their outputs, and the gradients follow the weights.
+void to_channels_last(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : module.parameters())
+    if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+  for (auto& b : module.buffers())
+    if (b.dim() == 4) b.set_data(b.contiguous(at::MemoryFormat::ChannelsLast));
+}
+
 int main_checked(const Args& a) {
   di::use_threads(a.threads);
   TORCH_CHECK(a.config == "all" || a.config == "full", "bench_real_step: --config is all or full, got '", a.config, "'");
@@ -147,6 +159,10 @@ int main_checked(const Args& a) {
                      .gradient_checkpointing(true);
   if (a.separate_generator) options.generator(a.teacher + "/unet");  // the same weights, their own copy
   auto m = t2i::load_di_star_models(options, {kPrompt}, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
+  if (a.channels_last) {
+    for (torch::nn::Module* module : std::vector<torch::nn::Module*>{m.teacher_unet.get(), m.assistant_unet.get(), m.generator_unet.get(), m.vae.get()})
+      if (module) to_channels_last(*module);
+  }
   const auto train_options = di::DiStarTrainerOptions()
                                  .batch_size(1)
                                  .assistant_steps(1)
@@ -198,10 +214,11 @@ int main(int argc, char** argv) {
     else if (k == "--separate-generator") a.separate_generator = true;
     else if (k == "--measure-memory") a.measure_memory = true;
     else if (k == "--reuse-samples") a.reuse_samples = true;
+    else if (k == "--channels-last") a.channels_last = true;
     else {
       std::fprintf(stderr, "usage: bench_real_step --teacher DIR --reward DIR [--config all|full] [--separate-generator] [--precision fp32|bf16] "
-                   "[--steps 3] [--threads 0] [--resolution 256] [--lora-rank 16] [--measure-memory] [--reuse-samples] [--draws FILE] "
-                   "[--json FILE]\n");
+                   "[--steps 3] [--threads 0] [--resolution 256] [--lora-rank 16] [--measure-memory] [--reuse-samples] [--channels-last] "
+                   "[--draws FILE] [--json FILE]\n");
       return 2;
     }
   }

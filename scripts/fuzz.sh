@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes every reader of untrusted files with libFuzzer (clang, ASan + UBSan): the IDX reader, the
 # safetensors reader, the checkpoint loader, the TorchScript loader, diffusers' config.json, the
-# sharded-safetensors index, the CLIP tokenizer and the LoRA file loader, each for DIFFINSTRUCT_FUZZ_SECONDS (default 20)
+# sharded-safetensors index, the CLIP tokenizer, the LoRA file loader and PyTorch's checkpoint files
+# (whole archives, and their pickles inside valid archives), each for DIFFINSTRUCT_FUZZ_SECONDS (default 20)
 # from the committed seed corpus tests/fuzz/corpus/<target>/, as many targets at once as there are cores.
 # A crash, a sanitizer report, a leak-free hang past 10 s or memory past 2 GB fails the run (exit 1)
 # and leaves the input that did it in build-fuzz/findings/<target>/.
@@ -10,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${DIFFINSTRUCT_FUZZ_SECONDS:-20}
-targets=${DIFFINSTRUCT_FUZZ_TARGETS:-idx safetensors checkpoint torchscript config index tokenizer lora}
+targets=${DIFFINSTRUCT_FUZZ_TARGETS:-idx safetensors checkpoint torchscript config index tokenizer lora pt pickle}
 build=${DIFFINSTRUCT_FUZZ_BUILD_DIR:-build-fuzz}
 cxx=$(command -v clang++-14 || command -v clang++ || true)
 [ -n "$cxx" ] || { echo "diffinstruct: fuzzing needs clang (Debian: clang-14 libclang-rt-14-dev)" >&2; exit 1; }

@@ -20,3 +20,8 @@ fi
 # The Python oracles the parity tests compare against (pinned in tests/python_oracles.txt).
 echo "diffinstruct: the test oracles of tests/python_oracles.txt into $venv"
 "$venv/bin/pip" install -q -r tests/python_oracles.txt
+# hpsv2 pins protobuf<4 and more than it imports: installed without its requirements, and give its vendored OpenCLIP the
+# BPE vocabulary its wheel lacks (the same file open-clip-torch ships).
+"$venv/bin/pip" install -q --no-deps -r tests/python_oracles_nodeps.txt
+site=$("$venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+[ -f "$site/hpsv2/src/open_clip/bpe_simple_vocab_16e6.txt.gz" ] || cp "$site/open_clip/bpe_simple_vocab_16e6.txt.gz" "$site/hpsv2/src/open_clip/"

@@ -1,9 +1,11 @@
 // libFuzzer target for every reader of untrusted files: the IDX reader, the safetensors reader, the
 // trainer's checkpoint loader, the TorchScript loader, diffusers' config.json (UNet and VAE) and the
 // sharded-safetensors index, the CLIP tokenizer (vocab.json + merges.txt, then a text to tokenize)
-// and the LoRA file loader (diffusers' format with peft's metadata, onto a small model). One binary;
-// DIFFINSTRUCT_FUZZ_TARGET picks the reader
-// (idx | safetensors | checkpoint | torchscript | config | index | tokenizer | lora). Built with clang and
+// the LoRA file loader (diffusers' format with peft's metadata, onto a small model), and PyTorch's
+// checkpoint files (torch.save's zip archives: `pt` mutates whole files, `pickle` only the data.pkl
+// inside an archive written around it with valid CRCs, so that the pickle reader is reached). One
+// binary; DIFFINSTRUCT_FUZZ_TARGET picks the reader
+// (idx | safetensors | checkpoint | torchscript | config | index | tokenizer | lora | pt | pickle). Built with clang and
 // -fsanitize=fuzzer,address,undefined (tests/fuzz/CMakeLists.txt); scripts/fuzz.sh runs each target
 // for a bounded time from the committed seed corpus in tests/fuzz/corpus/<target>/.
 //
@@ -18,6 +20,7 @@
 #include <diffinstruct/data/idx.hpp>
 #include <diffinstruct/io/module_state.hpp>
 #include <diffinstruct/io/safetensors.hpp>
+#include <diffinstruct/io/torch_checkpoint.hpp>
 #include <diffinstruct/models/autoencoder_kl.hpp>
 #include <diffinstruct/models/layers.hpp>
 #include <diffinstruct/models/unet2d_condition_config.hpp>
@@ -40,7 +43,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-enum class Target { kIdx, kSafetensors, kCheckpoint, kTorchscript, kConfig, kIndex, kTokenizer, kLora };
+enum class Target { kIdx, kSafetensors, kCheckpoint, kTorchscript, kConfig, kIndex, kTokenizer, kLora, kPt, kPickle };
 
 /// The model a LoRA file is loaded onto: attention-like projections and a convolution, named as in
 /// a diffusers UNet block, in native layers (what adapters/lora.hpp adapts).
@@ -63,6 +66,36 @@ void write_file(const std::string& path, const uint8_t* data, size_t size) {
   if (!f) std::abort();
   if (size && std::fwrite(data, 1, size, f) != size) std::abort();
   std::fclose(f);
+}
+
+/// A stored (uncompressed) zip archive of `records`, as torch.save lays one out, with valid CRC-32s.
+std::string stored_zip(const std::vector<std::pair<std::string, std::string>>& records) {
+  auto le = [](std::string& out, uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) out += static_cast<char>((v >> (8 * i)) & 0xFF);
+  };
+  std::string body, directory;
+  for (const auto& [name, data] : records) {
+    const uint32_t crc = static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size())));
+    const uint64_t offset = body.size();
+    std::string local;
+    le(local, 0x04034b50u, 4), le(local, 20, 2), le(local, 0, 2), le(local, 0, 2), le(local, 0, 4), le(local, crc, 4);
+    le(local, data.size(), 4), le(local, data.size(), 4), le(local, name.size(), 2), le(local, 0, 2);
+    body += local + name + data;
+    le(directory, 0x02014b50u, 4), le(directory, 20, 2), le(directory, 20, 2), le(directory, 0, 2), le(directory, 0, 2), le(directory, 0, 4);
+    le(directory, crc, 4), le(directory, data.size(), 4), le(directory, data.size(), 4), le(directory, name.size(), 2), le(directory, 0, 2);
+    le(directory, 0, 2), le(directory, 0, 2), le(directory, 0, 2), le(directory, 0, 4), le(directory, offset, 4);
+    directory += name;
+  }
+  std::string end;
+  le(end, 0x06054b50u, 4), le(end, 0, 2), le(end, 0, 2), le(end, records.size(), 2), le(end, records.size(), 2);
+  le(end, directory.size(), 4), le(end, body.size(), 4), le(end, 0, 2);
+  return body + directory + end;
+}
+
+void read_torch_checkpoint(const std::string& path) {
+  di::io::TorchCheckpoint ckpt(path, "the fuzzed file");
+  (void)ckpt.keys();
+  for (const auto& s : ckpt.state_dict()) (void)s.read().sum().item<double>();
 }
 
 void run_one() {
@@ -123,6 +156,20 @@ void run_one() {
       (void)tok.batch({text});
       break;
     }
+    case Target::kPt: read_torch_checkpoint(g_input); break;
+    case Target::kPickle: {
+      // The input is data.pkl; the archive around it holds two storages, "0" (6 floats) and "1" (2 bytes).
+      std::string pkl;
+      {
+        std::ifstream in(g_input, std::ios::binary);
+        pkl.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      }
+      std::string floats(24, '\0');
+      std::ofstream(g_input + ".pt", std::ios::binary)
+          << stored_zip({{"archive/data.pkl", pkl}, {"archive/byteorder", "little"}, {"archive/data/0", floats}, {"archive/data/1", "\x01\x02"}});
+      read_torch_checkpoint(g_input + ".pt");
+      break;
+    }
     case Target::kLora: {
       LoraTarget model;  // a fresh model each time: a loaded file adds adapters to it
       const auto lora = di::adapters::load_lora(*model, g_input);
@@ -149,7 +196,7 @@ std::string tokenizer_json_seed() {
 }
 
 void make_corpus(const std::string& dir) {
-  for (const char* t : {"idx", "safetensors", "checkpoint", "torchscript", "config", "index", "tokenizer", "lora"})
+  for (const char* t : {"idx", "safetensors", "checkpoint", "torchscript", "config", "index", "tokenizer", "lora", "pt", "pickle"})
     fs::create_directories(fs::path(dir) / t);
   // IDX: a plain and a gzipped file.
   std::string idx = {0, 0, 8, 2, 0, 0, 0, 3, 0, 0, 0, 4};
@@ -182,6 +229,19 @@ void make_corpus(const std::string& dir) {
   std::ofstream(fs::path(dir) / "index" / "partial.json") << "{\"weight_map\": {\"w\": \"s1.safetensors\"}}";
   std::ofstream(fs::path(dir) / "tokenizer" / "clip.bin", std::ios::binary) << tokenizer_seed();
   std::ofstream(fs::path(dir) / "tokenizer" / "clip_tokenizer_json.bin", std::ios::binary) << tokenizer_json_seed();
+  // torch.save files (tests/io/torch_checkpoints/, written by PyTorch), and their data.pkl records.
+  for (const char* f : {"state_dict.pt", "checkpoint.pt", "object_in_state.pt"}) {
+    const fs::path from = fs::path("tests/io/torch_checkpoints") / f;
+    fs::copy_file(from, fs::path(dir) / "pt" / f, fs::copy_options::overwrite_existing);
+    for (const auto& r : di::io::verify_zip_archive(from.string()))
+      if (r.name.size() > 9 && r.name.compare(r.name.size() - 9, 9, "/data.pkl") == 0) {
+        std::ifstream in(from, std::ios::binary);
+        std::string bytes(static_cast<size_t>(r.size), '\0');
+        in.seekg(static_cast<std::streamoff>(r.data_offset));
+        in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+        std::ofstream(fs::path(dir) / "pickle" / (std::string(f) + ".pkl"), std::ios::binary) << bytes;
+      }
+  }
   // LoRA files as save_lora writes them: every layer, and only the projections at another rank.
   {
     torch::manual_seed(3);
@@ -213,8 +273,10 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   else if (name == "index") g_target = Target::kIndex;
   else if (name == "tokenizer") g_target = Target::kTokenizer;
   else if (name == "lora") g_target = Target::kLora;
+  else if (name == "pt") g_target = Target::kPt;
+  else if (name == "pickle") g_target = Target::kPickle;
   else {
-    std::fprintf(stderr, "set DIFFINSTRUCT_FUZZ_TARGET to idx, safetensors, checkpoint, torchscript, config, index, tokenizer or lora\n");
+    std::fprintf(stderr, "set DIFFINSTRUCT_FUZZ_TARGET to idx, safetensors, checkpoint, torchscript, config, index, tokenizer, lora, pt or pickle\n");
     std::exit(2);
   }
   const char* tmp = std::getenv("TMPDIR");

@@ -166,5 +166,32 @@ inline torch::Tensor clip_preprocess(const torch::Tensor& images, int64_t size =
   return (x - mean) / std;
 }
 
+/// OpenCLIP's evaluation preprocessing with `resize_longest_max` (HPSv2's, differentiable): images
+/// [B, 3, H, W] in [0, 1] -> the long side resized to `size` (bicubic, antialiased, on the float
+/// tensor, unclamped), the short side to round(side · scale) with Python's round (half to even),
+/// then zero padding to `size`×`size` (left/top get half the padding, rounded down) *before*
+/// normalising with CLIP's mean and std, so the padding becomes −mean/std. An image whose long side
+/// already equals `size` is neither resized nor padded, as in OpenCLIP; it must then be square.
+inline torch::Tensor clip_preprocess_pad(const torch::Tensor& images, int64_t size = 224) {
+  namespace F = torch::nn::functional;
+  TORCH_CHECK(images.defined() && images.dim() == 4 && images.size(1) == 3, "diffinstruct::models::clip_preprocess_pad: expected images [B, 3, H, W] in [0, 1], got ",
+              images.defined() ? c10::str(images.sizes()) : std::string("none"));
+  const int64_t h = images.size(2), w = images.size(3);
+  const double scale = static_cast<double>(size) / static_cast<double>(std::max(h, w));
+  auto x = images;
+  if (scale != 1.0) {
+    const auto nh = static_cast<int64_t>(std::nearbyint(static_cast<double>(h) * scale));  // round half to even, as Python's round
+    const auto nw = static_cast<int64_t>(std::nearbyint(static_cast<double>(w) * scale));
+    x = F::interpolate(x, F::InterpolateFuncOptions().size(std::vector<int64_t>{nh, nw}).mode(torch::kBicubic).align_corners(false).antialias(true));
+    const int64_t pad_h = size - nh, pad_w = size - nw;
+    x = F::pad(x, F::PadFuncOptions({pad_w / 2, pad_w - pad_w / 2, pad_h / 2, pad_h - pad_h / 2}));
+  }
+  TORCH_CHECK(x.size(2) == size && x.size(3) == size, "diffinstruct::models::clip_preprocess_pad: a ", h, "×", w,
+              " image whose long side is already ", size, " is not padded (as in OpenCLIP), so it must be square");
+  const auto mean = torch::tensor({0.48145466, 0.4578275, 0.40821073}, x.options()).view({1, 3, 1, 1});
+  const auto std = torch::tensor({0.26862954, 0.26130258, 0.27577711}, x.options()).view({1, 3, 1, 1});
+  return (x - mean) / std;
+}
+
 } // namespace models
 } // namespace diffinstruct

@@ -1,9 +1,10 @@
 #pragma once
-/// \file The CLIP-similarity reward: r(x0, c) = exp(logit_scale) · cos(image_embeds(x0), text_embeds(c))
-/// per sample, as CLIP score, PickScore and HPSv2 compute it. A latent-space generator's x0 goes
+/// \file The CLIP-similarity reward: r(x0, c) = s · cos(image_embeds(x0), text_embeds(c)) per sample,
+/// as CLIP score, PickScore and HPSv2 compute it: s = exp(logit_scale) by default (PickScore's
+/// score), or a fixed scale (HPSv2's score is the plain cosine, s = 1; `ClipRewardOptions`). A latent-space generator's x0 goes
 /// through the VAE decoder first (decode_latents: ÷ scaling_factor); pixels in [−1, 1] become images
-/// in [0, 1] (clamped, as a pipeline's output is), then clip_preprocess (differentiable resize, crop,
-/// normalise) and the CLIP vision tower. The text side comes precomputed with the condition
+/// in [0, 1] (clamped, as a pipeline's output is), then CLIP's preprocessing (differentiable resize
+/// and crop, or OpenCLIP's resize and pad for HPS; then normalise) and the CLIP vision tower. The text side comes precomputed with the condition
 /// (PromptCondition::reward_text_embeds, from a PromptEncoder), so a step never re-encodes prompts.
 /// The gradient reaches x0; the VAE decoder and the vision tower are declared to the trainer, which
 /// freezes them. Meets the Reward contract (rewards/reward.hpp) for PromptCondition.
@@ -23,6 +24,26 @@
 namespace diffinstruct {
 namespace text2image {
 
+/// How the images reach the vision tower.
+enum class ClipImagePreprocess {
+  kResizeCrop,  ///< short side to the tower's size, centre crop (CLIP, PickScore: models::clip_preprocess)
+  kResizePad,   ///< long side to the size, zero padding (OpenCLIP's resize_longest_max, HPSv2: models::clip_preprocess_pad)
+};
+
+struct ClipRewardOptions {
+  TORCH_ARG(ClipImagePreprocess, preprocess) = ClipImagePreprocess::kResizeCrop;
+  /// The factor of the cosine; unset: exp(logit_scale).
+  TORCH_ARG(c10::optional<double>, scale) = c10::nullopt;
+  /// What describe() and the metrics call it ("clip", "pickscore", "hps").
+  TORCH_ARG(std::string, label) = "clip";
+};
+
+/// HPSv2 / HPSv2.1 (an OpenCLIP ViT-H-14 loaded by models::load_open_clip): the plain cosine, as
+/// HPSv2's `score()` returns it (its leaderboards print it ×100), with OpenCLIP's resize-and-pad.
+inline ClipRewardOptions hps_reward_options() { return ClipRewardOptions().preprocess(ClipImagePreprocess::kResizePad).scale(1.0).label("hps"); }
+/// PickScore: exp(logit_scale) · cos with CLIP's resize-and-crop, as PickScore's inference code computes it.
+inline ClipRewardOptions pickscore_reward_options() { return ClipRewardOptions().label("pickscore"); }
+
 class ClipReward {
  public:
   static constexpr bool is_null = false;
@@ -30,14 +51,15 @@ class ClipReward {
 
   /// `logit_scale`: the CLIPModel's scalar (a log; models::load_clip_model reads it). `vae`: the
   /// decoder for latents, or nullptr when x0 is already pixels in [−1, 1].
-  ClipReward(models::ClipVisionModel vision, torch::Tensor logit_scale, models::AutoencoderKL vae = nullptr)
-      : vision_(std::move(vision)), vae_(std::move(vae)) {
+  ClipReward(models::ClipVisionModel vision, torch::Tensor logit_scale, models::AutoencoderKL vae = nullptr, ClipRewardOptions options = {})
+      : vision_(std::move(vision)), vae_(std::move(vae)), options_(std::move(options)) {
     TORCH_CHECK(vision_ && vision_->config().with_projection, "diffinstruct::ClipReward: the vision model must have a projection ",
                 "(a CLIPModel's vision tower or a CLIPVisionModelWithProjection)");
     TORCH_CHECK(logit_scale.defined() && logit_scale.numel() == 1, "diffinstruct::ClipReward: logit_scale must be one number");
     const double s = logit_scale.to(torch::kDouble).item<double>();
     TORCH_CHECK(std::isfinite(s), "diffinstruct::ClipReward: logit_scale is not finite");
-    scale_ = std::exp(s);
+    scale_ = options_.scale() ? *options_.scale() : std::exp(s);
+    TORCH_CHECK(std::isfinite(scale_), "diffinstruct::ClipReward: the scale is not finite");
   }
 
   torch::Tensor operator()(const torch::Tensor& x0, const PromptCondition& c) {
@@ -80,7 +102,9 @@ class ClipReward {
   torch::Tensor embed_pixels(const torch::Tensor& pixels) {
     const auto out_dtype = pixels.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
     const auto images = (pixels.to(out_dtype) / 2 + 0.5).clamp(0, 1);
-    const auto pixel_values = models::clip_preprocess(images, vision_->config().image_size);
+    const auto size = vision_->config().image_size;
+    const auto pixel_values = options_.preprocess() == ClipImagePreprocess::kResizePad ? models::clip_preprocess_pad(images, size)
+                                                                                       : models::clip_preprocess(images, size);
     const auto e = vision_->forward(pixel_values.to(dtype_of(*vision_))).image_embeds.to(out_dtype);
     return e / e.norm(2, -1, true);
   }
@@ -92,7 +116,9 @@ class ClipReward {
     return out;
   }
   double scale() const { return scale_; }
-  std::string describe() const { return "clip(scale " + std::to_string(scale_) + (vae_ ? ", through the VAE decoder)" : ")"); }
+  const ClipRewardOptions& options() const { return options_; }
+  int64_t projection_dim() const { return vision_->config().projection_dim; }
+  std::string describe() const { return options_.label() + "(scale " + std::to_string(scale_) + (vae_ ? ", through the VAE decoder)" : ")"); }
 
  private:
   static c10::ScalarType dtype_of(const torch::nn::Module& m) {
@@ -102,6 +128,7 @@ class ClipReward {
 
   models::ClipVisionModel vision_;
   models::AutoencoderKL vae_;
+  ClipRewardOptions options_;
   double scale_ = 1;
 };
 
