@@ -6,6 +6,7 @@
 #include "../test_skip.hpp"
 #include "../models/one_step_unet.hpp"
 #include "../text/tiny_vocab.hpp"
+#include "tiny_parts.hpp"
 
 #include <diffinstruct/di_star.hpp>
 #include <diffinstruct/models/autoencoder_kl.hpp>
@@ -51,31 +52,9 @@ dm::ClipTextConfig text_config(int64_t hidden, bool projection) {
   return c;
 }
 
-dm::ClipVisionConfig vision_config() {
-  dm::ClipVisionConfig c;
-  c.hidden_size = 16;
-  c.intermediate_size = 32;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.image_size = 16;
-  c.patch_size = 8;
-  c.projection_dim = 8;
-  c.with_projection = true;
-  return c;
-}
-
-dm::AutoencoderKL tiny_vae(const dm::BuildOptions& b = {}) {
-  return dm::AutoencoderKL(dm::AutoencoderKLConfig::from_json(
-                               R"({"block_out_channels": [8, 16], "latent_channels": 4, "norm_num_groups": 4, "layers_per_block": 1,
-                                   "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D"],
-                                   "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D"], "scaling_factor": 0.5})"),
-                           b, dm::VaeParts::kDecoderOnly);
-}
-
-std::string tiny_unet_json() {
-  return R"({"block_out_channels": [16, 32], "layers_per_block": 1, "cross_attention_dim": 12, "attention_head_dim": 4, "norm_num_groups": 8,
-             "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"]})";
-}
+using tiny_t2i::tiny_unet_json;
+using tiny_t2i::tiny_vae;
+using tiny_t2i::vision_config;
 
 /// An SD 1.x-like encoder (hidden 12 = the UNet's cross_attention_dim) with the reward's text tower.
 std::shared_ptr<t2i::PromptEncoder> encoder_with_reward(dm::ClipTextModel reward_text) {
