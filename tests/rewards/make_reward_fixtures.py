@@ -138,6 +138,21 @@ def aesthetic(folder):
         cot = torch.randn(score.shape, generator=g)
         (score * cot).sum().backward()
         rec.update({f"images.{name}": images.detach(), f"cot.{name}": cot, f"score.{name}": score.detach(), f"grad.{name}": images.grad})
+    # PickScore's inference code on the same kind of CLIPModel: CLIPProcessor (PIL bicubic on the 8-bit
+    # image, shortest edge 224, centre crop), then exp(logit_scale) * cos(text, image).
+    from transformers import CLIPImageProcessor
+    png = real_png(os.path.join(folder, "picture.png"), 200, 300)
+    processor = CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
+    pv = processor(images=Image.open(png), return_tensors="pt")["pixel_values"]
+    ids = torch.tensor([[49406 % 64, 5, 9, 13, 63], [49406 % 64, 7, 11, 63, 63]])
+    with torch.no_grad():
+        img = clip.get_image_features(pixel_values=pv)
+        img = img.pooler_output if hasattr(img, "pooler_output") else img
+        txt = clip.get_text_features(input_ids=ids)
+        txt = txt.pooler_output if hasattr(txt, "pooler_output") else txt
+        img, txt = img / img.norm(dim=-1, keepdim=True), txt / txt.norm(dim=-1, keepdim=True)
+        pick = clip.logit_scale.exp() * (txt @ img.T)[:, 0]
+    rec.update({"pickscore.pixel_values": pv, "pickscore.ids": ids, "pickscore.text": txt, "pickscore.score": pick})
     save_file({k: v.contiguous() for k, v in rec.items()}, os.path.join(folder, "expected.safetensors"))
 
 

@@ -165,7 +165,7 @@ TEST_CASE("the aesthetic head: sizes from the file, an affine chain, refusals", 
   CHECK_THROWS_WITH(dm::load_aesthetic_head(path), Catch::Contains("gives 3 outputs, expected 1"));
 }
 
-TEST_CASE("DI* trains with the aesthetic reward and with HPS's CLIP reward; each rises over a short run", "[rewards][trainer]") {
+TEST_CASE("DI* trains with the aesthetic reward and with HPS's CLIP reward, each rising over a short run", "[rewards][trainer]") {
   const auto config = dm::UNet2DConditionConfig::from_json(tiny_t2i::tiny_unet_json());
   for (const std::string which : {"aesthetic", "hps"}) {
     DYNAMIC_SECTION(which) {
@@ -226,4 +226,22 @@ TEST_CASE("DI* trains with the aesthetic reward and with HPS's CLIP reward; each
       }
     }
   }
+}
+
+TEST_CASE("the CLIP reward's forms: PickScore exp(logit_scale)·cos, HPS the cosine, the CLIP score 100·max(cos, 0)", "[rewards][clip]") {
+  torch::manual_seed(4);
+  dm::ClipVisionModel vision(tiny_t2i::vision_config());
+  const auto pixels = torch::rand({3, 3, 16, 16}) * 2 - 1;
+  const auto text = torch::nn::functional::normalize(torch::randn({3, 8}), torch::nn::functional::NormalizeFuncOptions().dim(-1));
+  torch::NoGradGuard ng;
+  t2i::ClipReward pick(vision, torch::tensor(std::log(100.0)), nullptr, t2i::pickscore_reward_options());
+  const auto image = pick.embed_pixels(pixels);
+  const auto cos = (image * text).sum(-1);
+  CHECK(torch::allclose(pick.reward_of_embeddings(image, text), 100 * cos, 1e-5, 1e-4));
+  t2i::ClipReward hps(vision, torch::tensor(std::log(100.0)), nullptr, t2i::hps_reward_options());
+  CHECK(torch::allclose(hps.reward_of_embeddings(image, text), cos));
+  t2i::ClipReward score(vision, torch::tensor(0.0), nullptr, t2i::clip_score_reward_options());
+  CHECK(torch::allclose(score.reward_of_embeddings(image, text), (100 * cos).clamp_min(0), 1e-5, 1e-4));
+  CHECK(torch::allclose(score.reward_of_embeddings(image, -image), torch::zeros({3})));
+  CHECK(score.describe().rfind("clip_score(scale 100", 0) == 0);
 }

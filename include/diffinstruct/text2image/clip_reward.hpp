@@ -34,7 +34,9 @@ struct ClipRewardOptions {
   TORCH_ARG(ClipImagePreprocess, preprocess) = ClipImagePreprocess::kResizeCrop;
   /// The factor of the cosine; unset: exp(logit_scale).
   TORCH_ARG(c10::optional<double>, scale) = c10::nullopt;
-  /// What describe() and the metrics call it ("clip", "pickscore", "hps").
+  /// max(s · cos, 0) instead of s · cos (the CLIP score's floor; the gradient is zero below it).
+  TORCH_ARG(bool, floor_at_zero) = false;
+  /// What describe() and the metrics call it ("clip", "pickscore", "hps", "clip_score").
   TORCH_ARG(std::string, label) = "clip";
 };
 
@@ -43,6 +45,10 @@ struct ClipRewardOptions {
 inline ClipRewardOptions hps_reward_options() { return ClipRewardOptions().preprocess(ClipImagePreprocess::kResizePad).scale(1.0).label("hps"); }
 /// PickScore: exp(logit_scale) · cos with CLIP's resize-and-crop, as PickScore's inference code computes it.
 inline ClipRewardOptions pickscore_reward_options() { return ClipRewardOptions().label("pickscore"); }
+/// The CLIP score (Hessel et al., 2021, as torchmetrics' CLIPScore computes it): 100 · max(cos, 0),
+/// CLIP's resize-and-crop; with OpenAI's CLIP ViT-L/14 (`openai/clip-vit-large-patch14`,
+/// torchmetrics' default) it is the number papers report (about 30 for good text-image pairs).
+inline ClipRewardOptions clip_score_reward_options() { return ClipRewardOptions().scale(100.0).floor_at_zero(true).label("clip_score"); }
 
 class ClipReward {
  public:
@@ -75,10 +81,11 @@ class ClipReward {
     return reward_of_embeddings(embed_images(x0), c.reward_text_embeds);
   }
 
-  /// The reward from unit-norm image and text embeddings [B, E]: exp(logit_scale) · cos, per sample
+  /// The reward from unit-norm image and text embeddings [B, E]: s · cos (floored at 0 if asked), per sample
   /// (what operator() returns; an evaluation that has the embeddings already uses this).
   torch::Tensor reward_of_embeddings(const torch::Tensor& image_embeds, const torch::Tensor& text_embeds) const {
-    return scale_ * cosine_of_unit(image_embeds, text_embeds);
+    const auto r = scale_ * cosine_of_unit(image_embeds, text_embeds);
+    return options_.floor_at_zero() ? r.clamp_min(0) : r;
   }
   /// cos(image, text) per row of unit-norm embeddings, in the image embeddings' dtype and device.
   static torch::Tensor cosine_of_unit(const torch::Tensor& image_embeds, const torch::Tensor& text_embeds) {
