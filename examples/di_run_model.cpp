@@ -3,6 +3,8 @@
 //
 //   di_run_model --model DIR --kind unet|vae-decoder|clip-text|clip-vision --inputs IN.safetensors --outputs OUT.safetensors
 //   di_run_model --model TOKENIZER_DIR --kind clip-tokenizer --text PROMPTS.txt --outputs OUT.safetensors
+//   di_run_model --model HPS_v2.1_compressed.pt --kind open-clip [--open-clip-config ViT-H-14|FILE.json] --inputs IN --outputs OUT
+//   di_run_model --model CLIP_DIR --kind aesthetic --head sac+logos+ava1-l14-linearMSE.pth --inputs IN --outputs OUT
 //
 // unet:        inputs `sample`, `timestep`, `encoder_hidden_states` (+ `text_embeds`, `time_ids` for
 //              SDXL); output `sample` = UNet2DConditionModel(sample, timestep, encoder_hidden_states).
@@ -16,8 +18,19 @@
 //              --text has one prompt per line (every line, blank ones too, is a prompt); output
 //              `input_ids` (int64 [N, 77]: padded and truncated as transformers does with
 //              padding="max_length", truncation=True).
+// open-clip:   an OpenCLIP checkpoint (.pt as HPSv2 ships it, or .safetensors; models/open_clip.hpp) with
+//              its configuration (a built-in name or OpenCLIP's model-config JSON); inputs `images`
+//              (float [B, 3, H, W] in [0, 1], preprocessed here as HPSv2 does: resize the long side,
+//              pad) or `pixel_values` (already preprocessed), and/or `input_ids` (int64 [B, L], from
+//              OpenCLIP's tokenizer); outputs the unit-norm `image_features` and `text_features`, and
+//              with both, `score` = their cosine per row (HPSv2's score for an HPS checkpoint).
+// aesthetic:   a transformers CLIPModel folder (CLIP ViT-L/14) and the LAION head (--head); input
+//              `images` (float [B, 3, H, W] in [0, 1]: CLIP's resize and crop here) or `pixel_values`;
+//              outputs the unit-norm `image_embeds` and `score` [B].
 // Inputs are cast to --dtype and moved to --device; float outputs are written as float32.
 #include <diffinstruct/util/error_report.hpp>
+#include <diffinstruct/models/aesthetic_head.hpp>
+#include <diffinstruct/models/open_clip.hpp>
 #include <diffinstruct/models/pretrained.hpp>
 #include <diffinstruct/text/clip_tokenizer.hpp>
 #include <diffinstruct/text/prompt_file.hpp>
@@ -68,9 +81,12 @@ int main(int argc, char** argv) {
   std::string model_dir, kind, inputs_path, text_path, outputs_path, dtype_name = "fp32", device_name = "cpu", variant;
   bool lenient = false;
   app.add_option("--model", model_dir, "model folder (config.json + *.safetensors), or a tokenizer folder")->required();
-  app.add_option("--kind", kind, "unet | vae-decoder | clip-text | clip-vision | clip-tokenizer")
+  app.add_option("--kind", kind, "unet | vae-decoder | clip-text | clip-vision | clip-tokenizer | open-clip | aesthetic")
       ->required()
-      ->check(CLI::IsMember({"unet", "vae-decoder", "clip-text", "clip-vision", "clip-tokenizer"}));
+      ->check(CLI::IsMember({"unet", "vae-decoder", "clip-text", "clip-vision", "clip-tokenizer", "open-clip", "aesthetic"}));
+  std::string open_clip_config = "ViT-H-14", head_path;
+  app.add_option("--open-clip-config", open_clip_config, "open-clip: a built-in OpenCLIP model name, or its model-config JSON file");
+  app.add_option("--head", head_path, "aesthetic: the head's .pth (or .safetensors)");
   app.add_option("--inputs", inputs_path, "safetensors file with the inputs (every kind but clip-tokenizer)");
   app.add_option("--text", text_path, "clip-tokenizer: text file, one prompt per line");
   std::string decoded_path;
@@ -145,6 +161,40 @@ int main(int argc, char** argv) {
       const auto r = clip->forward(to(input(in, "pixel_values", true, kind)));
       extra = {{"last_hidden_state", r.last_hidden_state}, {"pooler_output", r.pooler_output}};
       if (r.image_embeds.defined()) extra.emplace_back("image_embeds", r.image_embeds);
+    } else if (kind == "open-clip") {
+      const auto config = open_clip_config.size() > 5 && open_clip_config.compare(open_clip_config.size() - 5, 5, ".json") == 0
+                              ? di::models::OpenClipConfig::from_file(open_clip_config)
+                              : di::models::OpenClipConfig::named(open_clip_config);
+      const auto images = input(in, "images", false, kind), pixels = input(in, "pixel_values", false, kind), ids = input(in, "input_ids", false, kind);
+      TORCH_CHECK(images.defined() || pixels.defined() || ids.defined(), "di_run_model: --kind open-clip needs 'images', 'pixel_values' or 'input_ids'");
+      const auto towers = !ids.defined() ? di::models::ClipTowers::kVision : (images.defined() || pixels.defined()) ? di::models::ClipTowers::kBoth
+                                                                                                                  : di::models::ClipTowers::kText;
+      auto clip = di::models::load_open_clip(model_dir, config, opts, towers);
+      std::printf("OpenCLIP model from '%s' (%s) on %s, %s, in %.2f s\n", model_dir.c_str(), open_clip_config.c_str(), device.str().c_str(),
+                  c10::toString(dtype), seconds());
+      auto unit = [](const torch::Tensor& t) { return t / t.norm(2, -1, true); };
+      if (images.defined() || pixels.defined()) {
+        const auto pv = pixels.defined() ? to(pixels) : di::models::clip_preprocess_pad(to(images), config.vision.image_size);
+        extra.emplace_back("image_features", unit(clip.vision->forward(pv).image_embeds.to(torch::kFloat)));
+      }
+      if (ids.defined()) extra.emplace_back("text_features", unit(clip.text->forward(ids.to(device, torch::kLong)).text_embeds.to(torch::kFloat)));
+      if (extra.size() == 2) {
+        TORCH_CHECK(extra[0].second.size(0) == extra[1].second.size(0), "di_run_model: ", extra[0].second.size(0), " images but ",
+                    extra[1].second.size(0), " texts: the score pairs them row by row");
+        extra.emplace_back("score", (extra[0].second * extra[1].second).sum(-1));
+      }
+    } else if (kind == "aesthetic") {
+      TORCH_CHECK(!head_path.empty(), "di_run_model: --kind aesthetic needs --head FILE (the predictor's .pth)");
+      auto clip = di::models::load_clip_model(model_dir, opts, di::models::ClipTowers::kVision);
+      auto head = di::models::load_aesthetic_head(head_path, opts);
+      std::printf("CLIP vision tower from '%s' and aesthetic head '%s' on %s, %s, in %.2f s\n", model_dir.c_str(), head_path.c_str(),
+                  device.str().c_str(), c10::toString(dtype), seconds());
+      const auto images = input(in, "images", false, kind), pixels = input(in, "pixel_values", false, kind);
+      TORCH_CHECK(images.defined() != pixels.defined(), "di_run_model: --kind aesthetic needs one of 'images' or 'pixel_values'");
+      const auto pv = pixels.defined() ? to(pixels) : di::models::clip_preprocess(to(images), clip.vision->config().image_size);
+      auto e = clip.vision->forward(pv).image_embeds.to(torch::kFloat);
+      e = e / e.norm(2, -1, true);
+      extra = {{"image_embeds", e}, {"score", head(e.to(dtype)).squeeze(-1)}};
     } else {
       auto vae = di::models::load_vae(model_dir, opts, di::models::VaeParts::kDecoderOnly, &report);
       print_load("AutoencoderKL decoder from '" + model_dir + "'", *vae, report, dtype, device, seconds());

@@ -91,6 +91,8 @@ def hps(folder):
                     f"image_features.{name}": outs["image_features"].detach(), f"text_features.{name}": outs["text_features"].detach(),
                     f"score.{name}": score.detach(), f"grad.{name}": images.grad})
     save_file({k: v.contiguous() for k, v in rec.items()}, os.path.join(folder, "expected.safetensors"))
+    # di_run_model --kind open-clip's inputs (the square images and the prompts' ids).
+    save_file({"images": rec["images.square"].contiguous(), "input_ids": ids.contiguous()}, os.path.join(folder, "inputs_run_model.safetensors"))
     with open(os.path.join(folder, "prompts.txt"), "w") as f:
         f.write("\n".join(PROMPTS) + "\n")
 
@@ -152,6 +154,7 @@ def aesthetic(folder):
         txt = txt.pooler_output if hasattr(txt, "pooler_output") else txt
         img, txt = img / img.norm(dim=-1, keepdim=True), txt / txt.norm(dim=-1, keepdim=True)
         pick = clip.logit_scale.exp() * (txt @ img.T)[:, 0]
+    save_file({"images": rec["images.square"].contiguous()}, os.path.join(folder, "inputs_run_model.safetensors"))
     rec.update({"pickscore.pixel_values": pv, "pickscore.ids": ids, "pickscore.text": txt, "pickscore.score": pick})
     save_file({k: v.contiguous() for k, v in rec.items()}, os.path.join(folder, "expected.safetensors"))
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The parity test of the reward models against their Python originals (ctest "rewards: parity ..."):
-#   run_parity.sh PYTHON REWARD_PARITY WORK_DIR
+#   run_parity.sh PYTHON REWARD_PARITY DI_RUN_MODEL WORK_DIR
 # PYTHON must have the oracles of tests/python_oracles.txt and hpsv2 (scripts/torch2_venv.sh installs
 # them into the LibTorch 2.x venv). Without them the test is skipped (exit 77), and says so.
 set -euo pipefail
-py=$1 parity=$2 work=$3
+py=$1 parity=$2 run_model=$3 work=$4
 here=$(cd "$(dirname "$0")" && pwd)
 if [ -z "$py" ] || ! "$py" -c "import hpsv2.src.open_clip, open_clip, safetensors, torch, torchvision, transformers" 2>/dev/null; then
   echo "SKIPPED: no Python with hpsv2, open_clip, transformers, safetensors and torch (got '${py:-none}'); scripts/test_torch2.sh runs this test with them"
@@ -14,3 +14,21 @@ rm -rf "$work" && mkdir -p "$work"
 "$py" "$here/make_reward_fixtures.py" "$work/fixtures" 2> "$work/fixtures.log" || { cat "$work/fixtures.log"; exit 1; }
 cat "$work/fixtures/versions.json"; echo
 "$parity" "$work/fixtures"
+# di_run_model's reward kinds on the same files, against the originals' scores.
+"$run_model" --model "$work/fixtures/hps/hps_tiny.pt" --kind open-clip --open-clip-config "$work/fixtures/hps/open_clip_config.json" \
+  --inputs "$work/fixtures/hps/inputs_run_model.safetensors" --outputs "$work/hps_run_model.safetensors"
+"$run_model" --model "$work/fixtures/aesthetic/clip" --kind aesthetic --head "$work/fixtures/aesthetic/aesthetic_head.pth" \
+  --inputs "$work/fixtures/aesthetic/inputs_run_model.safetensors" --outputs "$work/aesthetic_run_model.safetensors"
+"$py" - "$work" <<'PY'
+import sys
+from safetensors.torch import load_file
+work = sys.argv[1]
+for name, got, want, key in [("open-clip (HPS)", "hps_run_model", "fixtures/hps/expected", "score.square"),
+                             ("aesthetic", "aesthetic_run_model", "fixtures/aesthetic/expected", "score.square")]:
+    g, w = load_file(f"{work}/{got}.safetensors")["score"], load_file(f"{work}/{want}.safetensors")[key]
+    err = ((g.double() - w.double()).norm() / w.double().norm()).item()
+    print(f"di_run_model --kind {name}: score relative error {err:.2e} (bound 1e-5)")
+    if not err <= 1e-5:
+        sys.exit(1)
+PY
+echo "rewards parity: all checks passed"
