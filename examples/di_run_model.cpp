@@ -17,7 +17,8 @@
 // clip-tokenizer: a transformers CLIPTokenizer folder (vocab.json, merges.txt, tokenizer_config.json);
 //              --text has one prompt per line (every line, blank ones too, is a prompt); output
 //              `input_ids` (int64 [N, 77]: padded and truncated as transformers does with
-//              padding="max_length", truncation=True).
+//              padding="max_length", truncation=True); with --open-clip-cleaning, the text is cleaned as
+//              OpenCLIP's tokenizer does first (HPSv2's ids, up to the padding: OpenCLIP pads with 0).
 // open-clip:   an OpenCLIP checkpoint (.pt as HPSv2 ships it, or .safetensors; models/open_clip.hpp) with
 //              its configuration (a built-in name or OpenCLIP's model-config JSON); inputs `images`
 //              (float [B, 3, H, W] in [0, 1], preprocessed here as HPSv2 does: resize the long side,
@@ -87,6 +88,8 @@ int main(int argc, char** argv) {
   std::string open_clip_config = "ViT-H-14", head_path;
   app.add_option("--open-clip-config", open_clip_config, "open-clip: a built-in OpenCLIP model name, or its model-config JSON file");
   app.add_option("--head", head_path, "aesthetic: the head's .pth (or .safetensors)");
+  bool open_clip_cleaning = false;
+  app.add_flag("--open-clip-cleaning", open_clip_cleaning, "clip-tokenizer: clean the text as OpenCLIP does first (ftfy, html.unescape; HPSv2's tokenizer)");
   app.add_option("--inputs", inputs_path, "safetensors file with the inputs (every kind but clip-tokenizer)");
   app.add_option("--text", text_path, "clip-tokenizer: text file, one prompt per line");
   std::string decoded_path;
@@ -101,7 +104,7 @@ int main(int argc, char** argv) {
     if (kind == "clip-tokenizer") {
       TORCH_CHECK(!text_path.empty() && inputs_path.empty(), "di_run_model: --kind clip-tokenizer takes --text FILE and no --inputs");
       const auto t0 = std::chrono::steady_clock::now();
-      const auto tokenizer = di::text::ClipTokenizer::from_folder(model_dir);
+      const auto tokenizer = di::text::ClipTokenizer::from_folder(model_dir).with_open_clip_cleaning(open_clip_cleaning);
       const auto prompts = di::text::read_prompt_file(text_path, {/*skip_blank_lines=*/false});
       const torch::Tensor ids = tokenizer.batch(prompts);
       std::printf("CLIP tokenizer from '%s': %lld tokens, %lld merges, pad id %lld; %zu prompts tokenized in %.3f s\n", model_dir.c_str(),

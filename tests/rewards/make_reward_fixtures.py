@@ -159,7 +159,44 @@ def aesthetic(folder):
     save_file({k: v.contiguous() for k, v in rec.items()}, os.path.join(folder, "expected.safetensors"))
 
 
+HOSTILE = ["Broken text&hellip; it&#x2019;s ﬂubberiﬁc!", "ＬＯＵＤ　ＮＯＩＳＥＳ", "&lt;tag&gt; and <b>&amp;lt;</b>", "P&EACUTE;REZ &ntilde; &NTILDE; &nTILDE;",
+           "BUNDESSTRA&SZLIG;E &amp &ampfoo; &notit; &notin;", "&#0;x&#128;z&#x110000;&#xD800;&#65535;&#99999999999999999999;", "&#;&#x;& a&b&c;d",
+           "\x1b[31mred\x1b[0m tab\tsep\x07bell\ufeffbom", "“quoted” ‘single’ ʼmod \u0092 c1", "café é e\u0301 combining",
+           "&Jscr;ohn &HilbertSpace;ancock &checkmark;", "  spaces  ", "Ｈｅｌｌｏ，ｗｏｒｌｄ！ ﬀ ﬁ ﬂ ﬃ ﬄ ﬅ ﬆ", "&amp;amp;amp; &#x2019;&#8217;&#X41;",
+           "日本語のテキスト &copy; 2024", "emoji 😀 &#x1F600; ǅ Ǆ ǆ", "x\u2028y\u2029z\x85w"]
+
+
+def tokenizer(folder):
+    """The real CLIP vocabulary from open-clip-torch's BPE file, as a transformers tokenizer folder, and
+    the ids HPSv2's own tokenizer (OpenCLIP's SimpleTokenizer: ftfy, html.unescape) gives the Parti
+    prompts and hostile strings (one per line: none holds a line break)."""
+    import gzip
+    import open_clip
+    from hpsv2.src.open_clip import get_tokenizer
+    from hpsv2.src.open_clip.tokenizer import bytes_to_unicode
+    os.makedirs(folder, exist_ok=True)
+    bpe = os.path.join(os.path.dirname(open_clip.__file__), "bpe_simple_vocab_16e6.txt.gz")
+    merges = gzip.open(bpe).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+    vocab = list(bytes_to_unicode().values())
+    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m.split()) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump({t: i for i, t in enumerate(vocab)}, f, ensure_ascii=False)
+    with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
+    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+        json.dump({"model_max_length": 77, "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+                   "pad_token": "<|endoftext|>"}, f)
+    here = os.path.dirname(os.path.abspath(__file__))
+    rows = [l.split("\t")[0] for l in open(os.path.join(here, "..", "..", "data", "parti", "PartiPrompts.tsv"), encoding="utf-8").read().split("\n")[1:] if l]
+    texts = rows + HOSTILE
+    assert not any("\n" in t or "\r" in t for t in texts)
+    with open(os.path.join(folder, "prompts.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(texts) + "\n")
+    save_file({"input_ids": get_tokenizer("ViT-H-14")(texts)}, os.path.join(folder, "expected.safetensors"))
+
+
 os.makedirs(out, exist_ok=True)
+tokenizer(os.path.join(out, "tokenizer"))
 hps(os.path.join(out, "hps"))
 aesthetic(os.path.join(out, "aesthetic"))
 with open(os.path.join(out, "versions.json"), "w") as f:

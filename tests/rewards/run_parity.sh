@@ -31,4 +31,28 @@ for name, got, want, key in [("open-clip (HPS)", "hps_run_model", "fixtures/hps/
     if not err <= 1e-5:
         sys.exit(1)
 PY
+# HPSv2's tokenization: the CLIP tokenizer with OpenCLIP's cleaning against hpsv2's own tokenizer, on
+# every Parti prompt and hostile strings (ids up to the end-of-text token; OpenCLIP pads with 0).
+"$run_model" --model "$work/fixtures/tokenizer" --kind clip-tokenizer --open-clip-cleaning --text "$work/fixtures/tokenizer/prompts.txt" \
+  --outputs "$work/tokenizer_run_model.safetensors"
+"$run_model" --model "$work/fixtures/tokenizer" --kind clip-tokenizer --text "$work/fixtures/tokenizer/prompts.txt" \
+  --outputs "$work/tokenizer_run_model_plain.safetensors"
+"$py" - "$work" <<'PY'
+import sys
+from safetensors.torch import load_file
+work = sys.argv[1]
+want = load_file(f"{work}/fixtures/tokenizer/expected.safetensors")["input_ids"]
+def differing(path):
+    got = load_file(path)["input_ids"]
+    n = 0
+    for g, w in zip(got.tolist(), want.tolist()):
+        end = w.index(49407) + 1
+        n += g[:end] != w[:end]
+    return n
+cleaned, plain = differing(f"{work}/tokenizer_run_model.safetensors"), differing(f"{work}/tokenizer_run_model_plain.safetensors")
+print(f"HPSv2's tokenization of {len(want)} texts (1,632 Parti prompts + hostile strings): {cleaned} differ with OpenCLIP's cleaning, "
+      f"{plain} without (the negative control)")
+if cleaned != 0 or plain == 0:
+    sys.exit(1)
+PY
 echo "rewards parity: all checks passed"

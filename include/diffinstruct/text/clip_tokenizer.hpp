@@ -13,6 +13,8 @@
 ///      its last symbol, and BPE merges pairs in the order of merges.txt;
 ///   5. ids are <|startoftext|> + words + <|endoftext|>; a batch is truncated to `max_length` (the
 ///      last id stays <|endoftext|>) and padded with the pad token.
+/// `with_open_clip_cleaning()` runs OpenCLIP's cleaning (ftfy, html.unescape; text/open_clip_clean.hpp)
+/// before step 1, as OpenCLIP's SimpleTokenizer does (HPSv2 tokenizes that way).
 ///
 /// Example:
 ///   auto tok = text::ClipTokenizer::from_folder(pipeline + "/tokenizer");
@@ -21,6 +23,7 @@
 #include <diffinstruct/io/json.hpp>
 #include <diffinstruct/io/small_file.hpp>
 #include <diffinstruct/text/lines.hpp>
+#include <diffinstruct/text/open_clip_clean.hpp>
 #include <diffinstruct/text/unicode.hpp>
 
 #include <torch/torch.h>
@@ -212,12 +215,20 @@ class ClipTokenizer {
   const ClipSpecialTokens& special_tokens() const { return special_; }
   int64_t num_merges() const { return static_cast<int64_t>(merges_.size()); }
 
+  /// This tokenizer with OpenCLIP's text cleaning before everything else (or without it).
+  ClipTokenizer with_open_clip_cleaning(bool on = true) const {
+    ClipTokenizer t = *this;
+    t.open_clip_cleaning_ = on;
+    return t;
+  }
+  bool open_clip_cleaning() const { return open_clip_cleaning_; }
+
  private:
   /// encode(), stopping once `limit` ids are known: a very long text costs no more BPE than its first
   /// words (normalising it stays linear).
   std::vector<int64_t> encode(const std::string& text, size_t limit) const {
     std::vector<int64_t> ids{bos_id_};
-    const std::u32string cps = decode_utf8(text, "the text to tokenize");
+    const std::u32string cps = decode_utf8(open_clip_cleaning_ ? open_clip_clean(text) : text, "the text to tokenize");
     size_t start = 0;
     while (start <= cps.size() && ids.size() < limit) {
       // Step 1: the leftmost (then longest) special token written in the text.
@@ -426,6 +437,7 @@ class ClipTokenizer {
   static uint64_t pair_key(int64_t a, int64_t b) { return (static_cast<uint64_t>(a) << 32) | static_cast<uint64_t>(b); }
 
   ClipSpecialTokens special_;
+  bool open_clip_cleaning_ = false;
   std::unordered_map<std::string, int64_t> vocab_;
   std::vector<std::string> id_to_token_;
   std::unordered_map<uint64_t, std::pair<int64_t, int64_t>> merges_;  // (left id, right id) -> (rank, merged id)
