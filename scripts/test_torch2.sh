@@ -21,7 +21,8 @@ export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 cmake -S . -B build-torch2 -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_STANDARD=20 -DCMAKE_CUDA_STANDARD=17 \
   -DCMAKE_PREFIX_PATH="$torch_dir/share/cmake" -DTorch_DIR="$torch_dir/share/cmake/Torch" \
   -DCMAKE_EXE_LINKER_FLAGS="$link_flags" \
-  -DDIFFINSTRUCT_ORACLE_PYTHON="$(cd "$venv" && pwd)/bin/python" -DDIFFINSTRUCT_BUILD_TESTS=ON -DDIFFINSTRUCT_BUILD_EXAMPLES=ON -DDIFFINSTRUCT_ENABLE_CUDA=ON >/dev/null
+  -DDIFFINSTRUCT_ORACLE_PYTHON="$(cd "$venv" && pwd)/bin/python" \
+  -DDIFFINSTRUCT_IMAGEREWARD_PYTHON="$(cd "${DIFFINSTRUCT_IMAGEREWARD_VENV:-.imagereward-venv}" && pwd)/bin/python" -DDIFFINSTRUCT_BUILD_TESTS=ON -DDIFFINSTRUCT_BUILD_EXAMPLES=ON -DDIFFINSTRUCT_ENABLE_CUDA=ON >/dev/null
 # What this pass adds to pass 1: the library, its unit tests, the tools and 05_text_to_image compiled
 # as C++20 against LibTorch 2.x and run there (APIs and numerics differ: the compatibility header, the
 # pinned trajectory's record for 2.x, c10d), the package config found with 2.x (consumers), and the
@@ -33,7 +34,7 @@ if [ "${DIFFINSTRUCT_TORCH2_FULL:-0}" = 1 ]; then
   cmake --build build-torch2 -j"$(nproc)"
   skip='^$'
 else
-  cmake --build build-torch2 -j"$(nproc)" --target diffinstruct_tests checkpoint_worker trajectory_pin model_parity di_run_model \
+  cmake --build build-torch2 -j"$(nproc)" --target diffinstruct_tests checkpoint_worker trajectory_pin model_parity reward_parity image_reward_parity di_run_model \
     05_text_to_image $(grep -q '^dp_worker:' build-torch2/Makefile 2>/dev/null && echo dp_worker)
   skip='^(compile-fail|compile-ok): |^example: 0[1-4]_'
 fi

@@ -25,3 +25,5 @@ echo "diffinstruct: the test oracles of tests/python_oracles.txt into $venv"
 "$venv/bin/pip" install -q --no-deps -r tests/python_oracles_nodeps.txt
 site=$("$venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 [ -f "$site/hpsv2/src/open_clip/bpe_simple_vocab_16e6.txt.gz" ] || cp "$site/open_clip/bpe_simple_vocab_16e6.txt.gz" "$site/hpsv2/src/open_clip/"
+# ImageReward's oracle needs transformers 4.x: a venv of its own beside this one (scripts/imagereward_venv.sh).
+DIFFINSTRUCT_TORCH2_VENV="$venv" bash scripts/imagereward_venv.sh

@@ -8,6 +8,7 @@
 #include "../text2image/tiny_parts.hpp"
 #include <diffinstruct/di_star.hpp>
 #include <diffinstruct/io/safetensors.hpp>
+#include <diffinstruct/models/image_reward.hpp>
 #include <diffinstruct/models/open_clip.hpp>
 #include <diffinstruct/models/unet2d_condition.hpp>
 #include <diffinstruct/text2image/aesthetic_reward.hpp>
@@ -16,6 +17,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <string>
@@ -244,4 +246,49 @@ TEST_CASE("the CLIP reward's forms: PickScore exp(logit_scale)·cos, HPS the cos
   CHECK(torch::allclose(score.reward_of_embeddings(image, text), (100 * cos).clamp_min(0), 1e-5, 1e-4));
   CHECK(torch::allclose(score.reward_of_embeddings(image, -image), torch::zeros({3})));
   CHECK(score.describe().rfind("clip_score(scale 100", 0) == 0);
+}
+
+TEST_CASE("ImageReward: the checkpoint's names load back, BLIP's unused parts skipped, padding masked, refusals", "[rewards][image_reward]") {
+  torch::manual_seed(6);
+  dm::ImageRewardConfig config;
+  config.vision.image_size = 32, config.vision.patch_size = 16, config.vision.hidden_size = 16, config.vision.num_layers = 1, config.vision.num_heads = 2;
+  config.text = dm::BertConfig::from_json(R"({"vocab_size": 50, "hidden_size": 12, "num_hidden_layers": 2, "num_attention_heads": 3,
+      "intermediate_size": 24, "max_position_embeddings": 20, "encoder_width": 768, "add_cross_attention": true, "hidden_act": "gelu",
+      "layer_norm_eps": 1e-12, "hidden_dropout_prob": 0.1, "type_vocab_size": 2})");
+  const std::vector<std::pair<int64_t, std::pair<int64_t, int64_t>>> head = {{0, {8, 12}}, {2, {1, 8}}};
+  dm::ImageRewardModel model(config, head);
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : model->parameters()) p.normal_(0, 0.2);
+  }
+  CHECK(model->text_encoder->config().encoder_width == 16);  // overwritten by the vision width, as BLIP does
+  std::vector<std::pair<std::string, torch::Tensor>> file;
+  for (const auto& p : model->named_parameters()) file.emplace_back(p.key(), p.value().detach());
+  file.emplace_back("blip.text_encoder.embeddings.position_ids", torch::arange(20).unsqueeze(0));
+  file.emplace_back("blip.vision_proj.weight", torch::zeros({4, 16}));
+  file.emplace_back("blip.text_proj.bias", torch::zeros({4}));
+  const auto path = test_util::scratch_path("rewards", "image_reward.safetensors").string();
+  di::io::write_safetensors(path, file);
+  auto loaded = dm::load_image_reward(path, config);
+  const auto pixels = torch::randn({2, 3, 32, 32});
+  const auto ids = torch::tensor({{1, 5, 7, 2, 0, 0}, {1, 9, 2, 0, 0, 0}}, torch::kLong);
+  const auto mask = (ids != 0).to(torch::kLong);
+  torch::NoGradGuard ng;
+  const auto score = model->forward(pixels, ids, mask);
+  CHECK(torch::equal(loaded->forward(pixels, ids, mask), score));
+  // Padding is masked out: the first row's score is the same with its padding cut off.
+  const auto trimmed = model->forward(pixels.slice(0, 0, 1), ids.slice(0, 0, 1).slice(1, 0, 4), mask.slice(0, 0, 1).slice(1, 0, 4));
+  CHECK(torch::allclose(trimmed, score.slice(0, 0, 1), 1e-5, 1e-6));
+  // ... and unmasked padding would change it (the mask matters).
+  CHECK_FALSE(torch::allclose(model->forward(pixels, ids, torch::ones_like(mask)), score, 1e-4, 1e-4));
+  file.emplace_back("blip.visual_encoder.extra", torch::zeros({1}));
+  di::io::write_safetensors(path, file);
+  CHECK_THROWS_WITH(dm::load_image_reward(path, config), Catch::Contains("nothing was loaded") && Catch::Contains("blip.visual_encoder.extra"));
+  file.pop_back();
+  file.erase(std::remove_if(file.begin(), file.end(), [](const auto& f) { return f.first == "blip.text_encoder.embeddings.LayerNorm.weight"; }), file.end());
+  di::io::write_safetensors(path, file);
+  CHECK_THROWS_WITH(dm::load_image_reward(path, config), Catch::Contains("1 missing: blip.text_encoder.embeddings.LayerNorm.weight"));
+  CHECK_THROWS_WITH(dm::BertConfig::from_json(R"({"hidden_act": "relu"})"), Catch::Contains("hidden_act must be \"gelu\""));
+  CHECK_THROWS_WITH(dm::BertConfig::from_json(R"({"is_decoder": true})"), Catch::Contains("'is_decoder' is not a key"));
+  CHECK_THROWS_WITH(model->forward(pixels, ids + 100, mask), Catch::Contains("token ids must lie in [0, 50)"));
 }

@@ -1,0 +1,91 @@
+"""Builds a tiny random ImageReward with ImageReward 1.5's own classes and records what it computes, for
+the C++ parity test (tests/rewards/image_reward_parity.cpp). Runs in the venv of
+scripts/imagereward_venv.sh (transformers 4.x, timm 0.6):
+
+    python make_image_reward_fixtures.py OUT_DIR
+
+ImageReward's package __init__ imports its trainer (diffusers, accelerate, datasets) and its models'
+__init__ imports OpenAI's `clip`; building
+BLIP_Pretrain downloads bert-base-uncased; so the package is registered without running its
+__init__, and the parts are built directly from its own modules: BLIP's VisionTransformer (vit.py),
+med.py's BertModel with cross-attention (its BertConfig, encoder_width overwritten by the vision
+width as BLIP does), ImageReward.MLP, and ImageReward.score_gard computes the score. Writes
+ImageReward.pt (torch.save of the state dict, with the unused BLIP projections, as the published file
+has them), config.json (the tiny sizes), inputs and expected outputs (float32, seeded).
+"""
+import json
+import os
+import sys
+import types
+
+import torch
+import torch.nn as nn
+from safetensors.torch import save_file
+
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+import importlib.util
+
+root = list(importlib.util.find_spec("ImageReward").submodule_search_locations)[0]
+for name, folder in [("ImageReward", root), ("ImageReward.models", os.path.join(root, "models")),
+                     ("ImageReward.models.BLIP", os.path.join(root, "models", "BLIP"))]:
+    package = types.ModuleType(name)  # a package whose __init__ (which imports clip, diffusers, ...) is not run
+    package.__path__ = [folder]
+    sys.modules[name] = package
+from ImageReward.ImageReward import MLP, ImageReward  # noqa: E402
+from ImageReward.models.BLIP.med import BertConfig, BertModel  # noqa: E402
+from ImageReward.models.BLIP.vit import VisionTransformer  # noqa: E402
+
+torch.manual_seed(0)
+vision = dict(img_size=32, patch_size=16, embed_dim=32, depth=2, num_heads=2)
+med = dict(vocab_size=100, hidden_size=24, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48, max_position_embeddings=40,
+           layer_norm_eps=1e-12, hidden_act="gelu", encoder_width=768, add_cross_attention=True, hidden_dropout_prob=0.1,
+           attention_probs_dropout_prob=0.1, type_vocab_size=2, pad_token_id=0)
+
+
+class Tiny(nn.Module):
+    """What ImageReward.score_gard reads of `self`: blip.visual_encoder, blip.text_encoder, mlp, mean, std, device."""
+
+    def __init__(self):
+        super().__init__()
+        self.device = "cpu"
+        self.blip = nn.Module()
+        self.blip.visual_encoder = VisionTransformer(**vision)
+        config = BertConfig(**med)
+        config.encoder_width = vision["embed_dim"]  # as BLIP_Pretrain does
+        self.blip.text_encoder = BertModel(config=config, add_pooling_layer=False)
+        self.blip.vision_proj = nn.Linear(vision["embed_dim"], 8)
+        self.blip.text_proj = nn.Linear(med["hidden_size"], 8)
+        self.mlp = MLP(med["hidden_size"])
+        self.mean, self.std = 0.16717362830052426, 1.0333394966054072
+
+
+model = Tiny().eval()
+with torch.no_grad():  # zero-initialised parts (cls_token, pos_embed, biases, the head) made to matter
+    for n, p in model.named_parameters():
+        p.add_(0.05 * torch.randn_like(p))
+torch.save(model.state_dict(), os.path.join(out, "ImageReward.pt"))
+with open(os.path.join(out, "config.json"), "w") as f:
+    json.dump({"vision": vision, "med": med}, f)
+with open(os.path.join(out, "med_config.json"), "w") as f:
+    json.dump(med, f)
+
+g = torch.Generator().manual_seed(1)
+pixel_values = torch.randn(3, 3, 32, 32, generator=g).requires_grad_(True)
+ids = torch.tensor([[101, 7, 8, 9, 102, 0, 0, 0, 0, 0], [101, 11, 12, 13, 14, 15, 16, 17, 18, 102], [101, 99, 102, 0, 0, 0, 0, 0, 0, 0]])
+mask = (ids != 0).long()
+ids = ids % med["vocab_size"]
+score = ImageReward.score_gard(model, ids, mask, pixel_values).squeeze(-1)
+cot = torch.randn(score.shape, generator=g)
+(score * cot).sum().backward()
+with torch.no_grad():
+    tokens = model.blip.visual_encoder(pixel_values)
+    text = model.blip.text_encoder(ids, attention_mask=mask, encoder_hidden_states=tokens,
+                                   encoder_attention_mask=torch.ones(tokens.shape[:-1], dtype=torch.long), return_dict=True).last_hidden_state
+save_file({"pixel_values": pixel_values.detach(), "input_ids": ids, "attention_mask": mask, "cot": cot}, os.path.join(out, "inputs.safetensors"))
+save_file({"score": score.detach(), "grad.pixel_values": pixel_values.grad, "vision_tokens": tokens, "text_hidden": text},
+          os.path.join(out, "expected.safetensors"))
+import transformers, timm  # noqa: E402
+with open(os.path.join(out, "versions.json"), "w") as f:
+    json.dump({"torch": torch.__version__, "transformers": transformers.__version__, "timm": timm.__version__, "image-reward": "1.5"}, f)
+print("ImageReward fixtures written to", out)
