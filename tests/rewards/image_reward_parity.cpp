@@ -9,6 +9,8 @@
 // table; exits 1 on any miss.
 #include <diffinstruct/io/safetensors.hpp>
 #include <diffinstruct/models/image_reward.hpp>
+#include <diffinstruct/text/prompt_file.hpp>
+#include <diffinstruct/text/wordpiece_tokenizer.hpp>
 #include <diffinstruct/util/error_report.hpp>
 
 #include <torch/torch.h>
@@ -62,6 +64,25 @@ int main(int argc, char** argv) {
     row("score", score, want.read("score"), 1e-5);
     (score * in.read("cot")).sum().backward();
     row("d score / d pixel_values", pixels.grad(), want.read("grad.pixel_values"), 1e-4);
+    // The tokenizer: BertTokenizer (uncased) with [DEC] and [ENC], on every Parti prompt and hostile strings.
+    const auto tok = di::text::WordPieceTokenizer::from_vocab_file((dir / "vocab.txt").string()).with_added_tokens({"[DEC]", "[ENC]"});
+    const auto prompts = di::text::read_prompt_file((dir / "prompts.txt").string(), {/*skip_blank_lines=*/false});
+    const di::io::SafetensorsFile tokens((dir / "tokens.safetensors").string());
+    for (const int64_t len : {35, 128}) {
+      const auto [ids_got, mask_got] = tok.batch(prompts, len);
+      const auto ids_want = tokens.read("input_ids." + std::to_string(len)), mask_want = tokens.read("attention_mask." + std::to_string(len));
+      const int64_t rows_differ = (ids_got != ids_want.to(torch::kLong)).any(1).logical_or((mask_got != mask_want.to(torch::kLong)).any(1)).sum().item<int64_t>();
+      const bool ok = rows_differ == 0;
+      g_failed |= !ok;
+      std::printf("| image-reward | WordPiece ids and mask, %zu texts, max_length %lld | %lld rows differ | 0 | %s |\n", prompts.size(),
+                  static_cast<long long>(len), static_cast<long long>(rows_differ), ok ? "ok" : "FAIL");
+    }
+    // The negative control: without BLIP's added tokens, the text that writes them differs.
+    const auto plain = di::text::WordPieceTokenizer::from_vocab_file((dir / "vocab.txt").string());
+    const auto control = (plain.batch(prompts, 128).first != tokens.read("input_ids.128").to(torch::kLong)).any(1).sum().item<int64_t>();
+    g_failed |= control == 0;
+    std::printf("| image-reward | negative control: without [DEC], [ENC] | %lld rows differ | > 0 | %s |\n", static_cast<long long>(control),
+                control > 0 ? "ok" : "FAIL");
   } catch (const std::exception& e) {
     return di::report_error("image_reward_parity", e);
   }

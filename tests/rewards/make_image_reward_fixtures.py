@@ -85,6 +85,50 @@ with torch.no_grad():
 save_file({"pixel_values": pixel_values.detach(), "input_ids": ids, "attention_mask": mask, "cot": cot}, os.path.join(out, "inputs.safetensors"))
 save_file({"score": score.detach(), "grad.pixel_values": pixel_values.grad, "vision_tokens": tokens, "text_hidden": text},
           os.path.join(out, "expected.safetensors"))
+# The tokenizer: transformers 4.x's BertTokenizer (uncased) with BLIP's [DEC] and [ENC], on a vocabulary
+# made here from the Parti prompts (bert-base-uncased's cannot be downloaded): every character alone and
+# as a "##" continuation, short words whole, long ones as a 4-character head and "##" chunks of 3, and
+# no digit 7 (so that [UNK] happens); then the ids of every Parti prompt and hostile strings.
+from transformers import BertTokenizer  # noqa: E402
+from transformers.models.bert.tokenization_bert import BasicTokenizer  # noqa: E402
+here = os.path.dirname(os.path.abspath(__file__))
+parti = [l.split("\t")[0] for l in open(os.path.join(here, "..", "..", "data", "parti", "PartiPrompts.tsv"), encoding="utf-8").read().split("\n")[1:] if l]
+hostile = ["Ünïcödé àccents, ÉCOLE naïve", "a [SEP] inside, [cls] lower, and [DEC][ENC]", "中文字符 mixed with English", "tabs\tand\u00a0nbsp\u2003em",
+           "ctrl\x00\x07chars\ufffd here", "punct!?.,;:'\"()[]{}<>@#$%^&*-_=+~`|\\/", "x" * 120 + " long word", "İstanbul ǅ ß ﬁ",
+           "ligne\u2028séparée", "7777 sevens 17", "", "   "]
+texts = parti + hostile
+basic = BasicTokenizer(do_lower_case=True)
+vocab = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+seen = set(vocab)
+def add(t):
+    if t not in seen and "7" not in t:
+        seen.add(t)
+        vocab.append(t)
+words = [w for t in texts for w in basic.tokenize(t)]
+for w in words:
+    for c in w:
+        add(c)
+        add("##" + c)
+for w in words:
+    if len(w) <= 5:
+        add(w)
+    else:
+        add(w[:4])
+        for i in range(4, len(w), 3):
+            add("##" + w[i:i + 3])
+with open(os.path.join(out, "vocab.txt"), "w", encoding="utf-8") as f:
+    f.write("\n".join(vocab) + "\n")
+tokenizer = BertTokenizer(vocab_file=os.path.join(out, "vocab.txt"), do_lower_case=True)
+tokenizer.add_special_tokens({"bos_token": "[DEC]"})
+tokenizer.add_special_tokens({"additional_special_tokens": ["[ENC]"]})
+with open(os.path.join(out, "prompts.txt"), "w", encoding="utf-8") as f:
+    f.write("\n".join(texts) + "\n")
+assert not any("\n" in t or "\r" in t for t in texts)
+tok35 = tokenizer(texts, padding="max_length", truncation=True, max_length=35, return_tensors="pt")
+tok128 = tokenizer(texts, padding="max_length", truncation=True, max_length=128, return_tensors="pt")
+save_file({"input_ids.35": tok35["input_ids"], "attention_mask.35": tok35["attention_mask"], "input_ids.128": tok128["input_ids"],
+           "attention_mask.128": tok128["attention_mask"]}, os.path.join(out, "tokens.safetensors"))
+
 import transformers, timm  # noqa: E402
 with open(os.path.join(out, "versions.json"), "w") as f:
     json.dump({"torch": torch.__version__, "transformers": transformers.__version__, "timm": timm.__version__, "image-reward": "1.5"}, f)

@@ -12,6 +12,7 @@
 #include <diffinstruct/models/open_clip.hpp>
 #include <diffinstruct/models/unet2d_condition.hpp>
 #include <diffinstruct/text2image/aesthetic_reward.hpp>
+#include <diffinstruct/text2image/image_reward_reward.hpp>
 #include <diffinstruct/text2image/clip_reward.hpp>
 #include <diffinstruct/text2image/prompt_condition.hpp>
 
@@ -167,9 +168,9 @@ TEST_CASE("the aesthetic head: sizes from the file, an affine chain, refusals", 
   CHECK_THROWS_WITH(dm::load_aesthetic_head(path), Catch::Contains("gives 3 outputs, expected 1"));
 }
 
-TEST_CASE("DI* trains with the aesthetic reward and with HPS's CLIP reward, each rising over a short run", "[rewards][trainer]") {
+TEST_CASE("DI* trains with the aesthetic reward, HPS's CLIP reward and ImageReward, each rising over a short run", "[rewards][trainer]") {
   const auto config = dm::UNet2DConditionConfig::from_json(tiny_t2i::tiny_unet_json());
-  for (const std::string which : {"aesthetic", "hps"}) {
+  for (const std::string which : {"aesthetic", "hps", "image_reward"}) {
     DYNAMIC_SECTION(which) {
       torch::manual_seed(5);
       dm::UNet2DConditionModel teacher(config), assistant(config), gen_unet(config);
@@ -218,13 +219,23 @@ TEST_CASE("DI* trains with the aesthetic reward and with HPS's CLIP reward, each
         const double after = mean_reward();
         INFO(which << ": mean reward before " << before << ", after 12 steps " << after);
         CHECK(after > before);
-        CHECK_FALSE(vision->parameters()[0].requires_grad());
+        for (const auto& module : reward.modules())  // frozen by the trainer, every module the reward declares
+          for (const auto& [name, p] : module.named_parameters()) CHECK_FALSE(p.requires_grad());
       };
       if (which == "aesthetic") {
         std::vector<std::pair<int64_t, std::pair<int64_t, int64_t>>> layers = {{0, {16, 8}}, {2, {8, 16}}, {4, {1, 8}}};
         run(t2i::AestheticReward(vision, dm::AestheticHead(layers), vae));
-      } else {
+      } else if (which == "hps") {
         run(t2i::ClipReward(vision, torch::zeros({}), vae, t2i::hps_reward_options()));
+      } else {
+        dm::ImageRewardConfig ir;
+        ir.vision.image_size = 16, ir.vision.patch_size = 8, ir.vision.hidden_size = 16, ir.vision.num_layers = 1, ir.vision.num_heads = 2;
+        ir.text = dm::BertConfig::from_json(R"({"vocab_size": 12, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "intermediate_size": 16, "max_position_embeddings": 40})");
+        const std::vector<std::pair<int64_t, std::pair<int64_t, int64_t>>> head = {{0, {8, 8}}, {2, {1, 8}}};
+        dm::ImageRewardModel model(ir, head);
+        const auto tok = diffinstruct::text::WordPieceTokenizer("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\nred\ncat\ndog\ntwo\n");
+        run(t2i::ImageRewardReward(model, tok, {"a cat", "a dog", "a red cat", "two dogs"}, vae));
       }
     }
   }
