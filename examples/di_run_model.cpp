@@ -5,6 +5,8 @@
 //   di_run_model --model TOKENIZER_DIR --kind clip-tokenizer --text PROMPTS.txt --outputs OUT.safetensors
 //   di_run_model --model HPS_v2.1_compressed.pt --kind open-clip [--open-clip-config ViT-H-14|FILE.json] --inputs IN --outputs OUT
 //   di_run_model --model CLIP_DIR --kind aesthetic --head sac+logos+ava1-l14-linearMSE.pth --inputs IN --outputs OUT
+//   di_run_model --model ImageReward.pt --kind image-reward [--med-config med_config.json] --inputs IN --outputs OUT
+//   di_run_model --model bert-base-uncased/vocab.txt --kind wordpiece-tokenizer --text PROMPTS.txt --outputs OUT
 //
 // unet:        inputs `sample`, `timestep`, `encoder_hidden_states` (+ `text_embeds`, `time_ids` for
 //              SDXL); output `sample` = UNet2DConditionModel(sample, timestep, encoder_hidden_states).
@@ -28,9 +30,18 @@
 // aesthetic:   a transformers CLIPModel folder (CLIP ViT-L/14) and the LAION head (--head); input
 //              `images` (float [B, 3, H, W] in [0, 1]: CLIP's resize and crop here) or `pixel_values`;
 //              outputs the unit-norm `image_embeds` and `score` [B].
+// image-reward: ImageReward.pt (ViT-L/16 at 224 and BLIP's med_config.json, or --med-config FILE);
+//              inputs `images` (float [B, 3, H, W] in [0, 1]: resized and cropped here) or
+//              `pixel_values`, and `input_ids`, `attention_mask` (int64 [B, L], from wordpiece-tokenizer);
+//              outputs `score` [B] (ImageReward's standardised score).
+// wordpiece-tokenizer: a BERT vocab.txt (uncased), with BLIP's [DEC] and [ENC] added as ImageReward
+//              does; --text one prompt per line; outputs `input_ids` and `attention_mask` (int64 [N, 35]).
 // Inputs are cast to --dtype and moved to --device; float outputs are written as float32.
 #include <diffinstruct/util/error_report.hpp>
 #include <diffinstruct/models/aesthetic_head.hpp>
+#include <diffinstruct/models/image_reward.hpp>
+#include <diffinstruct/text/wordpiece_tokenizer.hpp>
+#include <diffinstruct/text2image/image_reward_reward.hpp>
 #include <diffinstruct/models/open_clip.hpp>
 #include <diffinstruct/models/pretrained.hpp>
 #include <diffinstruct/text/clip_tokenizer.hpp>
@@ -82,9 +93,12 @@ int main(int argc, char** argv) {
   std::string model_dir, kind, inputs_path, text_path, outputs_path, dtype_name = "fp32", device_name = "cpu", variant;
   bool lenient = false;
   app.add_option("--model", model_dir, "model folder (config.json + *.safetensors), or a tokenizer folder")->required();
-  app.add_option("--kind", kind, "unet | vae-decoder | clip-text | clip-vision | clip-tokenizer | open-clip | aesthetic")
+  app.add_option("--kind", kind, "unet | vae-decoder | clip-text | clip-vision | clip-tokenizer | open-clip | aesthetic | image-reward | wordpiece-tokenizer")
       ->required()
-      ->check(CLI::IsMember({"unet", "vae-decoder", "clip-text", "clip-vision", "clip-tokenizer", "open-clip", "aesthetic"}));
+      ->check(CLI::IsMember({"unet", "vae-decoder", "clip-text", "clip-vision", "clip-tokenizer", "open-clip", "aesthetic", "image-reward",
+                              "wordpiece-tokenizer"}));
+  std::string med_config;
+  app.add_option("--med-config", med_config, "image-reward: BLIP's med_config.json (default: the published one's values)");
   std::string open_clip_config = "ViT-H-14", head_path;
   app.add_option("--open-clip-config", open_clip_config, "open-clip: a built-in OpenCLIP model name, or its model-config JSON file");
   app.add_option("--head", head_path, "aesthetic: the head's .pth (or .safetensors)");
@@ -123,6 +137,17 @@ int main(int argc, char** argv) {
         }
         di::io::write_text_file_atomically(decoded_path, json + "\n]\n");
       }
+      return 0;
+    }
+    if (kind == "wordpiece-tokenizer") {
+      TORCH_CHECK(!text_path.empty() && inputs_path.empty(), "di_run_model: --kind wordpiece-tokenizer takes --text FILE and no --inputs");
+      const auto tokenizer = di::text::WordPieceTokenizer::from_vocab_file(model_dir).with_added_tokens({"[DEC]", "[ENC]"});
+      const auto prompts = di::text::read_prompt_file(text_path, {/*skip_blank_lines=*/false});
+      const auto [ids, mask] = tokenizer.batch(prompts, di::text2image::ImageRewardReward::kMaxLength);
+      std::printf("WordPiece tokenizer from '%s': %lld tokens (with [DEC], [ENC]); %zu prompts\n", model_dir.c_str(),
+                  static_cast<long long>(tokenizer.vocab_size()), prompts.size());
+      di::io::write_safetensors(outputs_path, {{"input_ids", ids}, {"attention_mask", mask}}, {{"format", "pt"}, {"producer", "di_run_model"}});
+      std::printf("wrote 'input_ids', 'attention_mask' %s to '%s'\n", c10::str(ids.sizes()).c_str(), outputs_path.c_str());
       return 0;
     }
     TORCH_CHECK(!inputs_path.empty() && text_path.empty(), "di_run_model: --kind ", kind, " takes --inputs FILE (and no --text)");
@@ -186,6 +211,16 @@ int main(int argc, char** argv) {
                     extra[1].second.size(0), " texts: the score pairs them row by row");
         extra.emplace_back("score", (extra[0].second * extra[1].second).sum(-1));
       }
+    } else if (kind == "image-reward") {
+      di::models::ImageRewardConfig config;
+      if (!med_config.empty()) config.text = di::models::BertConfig::from_file(med_config);
+      auto model = di::models::load_image_reward(model_dir, config, opts);
+      std::printf("ImageReward from '%s' on %s, %s, in %.2f s\n", model_dir.c_str(), device.str().c_str(), c10::toString(dtype), seconds());
+      const auto images = input(in, "images", false, kind), pixels = input(in, "pixel_values", false, kind);
+      TORCH_CHECK(images.defined() != pixels.defined(), "di_run_model: --kind image-reward needs one of 'images' or 'pixel_values'");
+      const auto pv = pixels.defined() ? to(pixels) : di::models::blip_preprocess(to(images), config.vision.image_size);
+      extra = {{"score", model->forward(pv, input(in, "input_ids", true, kind).to(device, torch::kLong),
+                                        input(in, "attention_mask", true, kind).to(device, torch::kLong))}};
     } else if (kind == "aesthetic") {
       TORCH_CHECK(!head_path.empty(), "di_run_model: --kind aesthetic needs --head FILE (the predictor's .pth)");
       auto clip = di::models::load_clip_model(model_dir, opts, di::models::ClipTowers::kVision);

@@ -45,9 +45,7 @@ int main(int argc, char** argv) {
   }
   try {
     const fs::path dir = argv[1];
-    dm::ImageRewardConfig config;
-    config.vision.image_size = 32, config.vision.patch_size = 16, config.vision.hidden_size = 32, config.vision.num_layers = 2,
-    config.vision.num_heads = 2;
+    dm::ImageRewardConfig config;  // the vision sizes come from the file (width 64: one head of BLIP's 64)
     config.text = dm::BertConfig::from_file((dir / "med_config.json").string());
     auto model = dm::load_image_reward((dir / "ImageReward.pt").string(), config);
     const di::io::SafetensorsFile in((dir / "inputs.safetensors").string()), want((dir / "expected.safetensors").string());

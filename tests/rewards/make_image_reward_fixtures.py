@@ -37,7 +37,7 @@ from ImageReward.models.BLIP.med import BertConfig, BertModel  # noqa: E402
 from ImageReward.models.BLIP.vit import VisionTransformer  # noqa: E402
 
 torch.manual_seed(0)
-vision = dict(img_size=32, patch_size=16, embed_dim=32, depth=2, num_heads=2)
+vision = dict(img_size=32, patch_size=16, embed_dim=64, depth=2, num_heads=1)  # BLIP's head size, 64
 med = dict(vocab_size=100, hidden_size=24, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48, max_position_embeddings=40,
            layer_norm_eps=1e-12, hidden_act="gelu", encoder_width=768, add_cross_attention=True, hidden_dropout_prob=0.1,
            attention_probs_dropout_prob=0.1, type_vocab_size=2, pad_token_id=0)

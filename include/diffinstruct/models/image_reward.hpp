@@ -24,6 +24,8 @@
 #include <diffinstruct/models/blip_vision.hpp>
 #include <diffinstruct/models/clip_vision.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
@@ -77,7 +79,9 @@ inline torch::Tensor blip_preprocess(const torch::Tensor& images, int64_t size =
 
 /// ImageReward's checkpoint (`ImageReward.pt`, a torch.save'd state dict, or a `.safetensors` with
 /// the same names). `config` gives the architecture (the published one by default: ViT-L/16 at 224 and
-/// BLIP's med_config.json); the head's sizes come from the file.
+/// BLIP's med_config.json); the head's sizes come from the file, and so do the vision encoder's width,
+/// depth, patch and image size (its head count stays the config's when the width is the config's,
+/// else width / 64, BLIP's head size).
 inline ImageRewardModel load_image_reward(const std::string& path, const ImageRewardConfig& config = {}, const PretrainedOptions& o = {}) {
   const bool safetensors = path.size() > 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0;
   const auto all = safetensors ? io::safetensors_sources(path) : io::TorchCheckpoint(path, "the ImageReward checkpoint").state_dict();
@@ -96,14 +100,30 @@ inline ImageRewardModel load_image_reward(const std::string& path, const ImageRe
   }
   TORCH_CHECK(!head.empty(), "diffinstruct::models: '", path, "' has no mlp.layers.N.weight: not an ImageReward checkpoint");
   const std::vector<std::pair<int64_t, std::pair<int64_t, int64_t>>> layers(head.begin(), head.end());
+  ImageRewardConfig c = config;  // the vision encoder's sizes, from the file
+  int64_t blocks = 0;
+  for (const auto& s : used) {
+    if (s.name == "blip.visual_encoder.patch_embed.proj.weight" && s.shape.size() == 4 && s.shape[2] == s.shape[3] && s.shape[2] > 0) {
+      if (s.shape[0] != c.vision.hidden_size) c.vision.num_heads = std::max<int64_t>(1, s.shape[0] / 64);
+      c.vision.hidden_size = s.shape[0], c.vision.patch_size = s.shape[2];
+    }
+    const std::string b = "blip.visual_encoder.blocks.", n = ".norm1.weight";
+    if (starts(s.name, b.c_str()) && s.name.size() > b.size() + n.size() && s.name.compare(s.name.size() - n.size(), n.size(), n) == 0) ++blocks;
+  }
+  for (const auto& s : used)
+    if (s.name == "blip.visual_encoder.pos_embed" && s.shape.size() == 3 && s.shape[1] > 1) {
+      const auto side = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(s.shape[1] - 1))));
+      if (side * side == s.shape[1] - 1) c.vision.image_size = side * c.vision.patch_size;
+    }
+  if (blocks > 0) c.vision.num_layers = blocks;
   const std::string what = "'" + path + "'";
   if (o.strict()) {  // names and shapes first, on a model without storage
-    ImageRewardModel probe(config, layers, BuildOptions().device(torch::kMeta).init(Init::kEmpty));
+    ImageRewardModel probe(c, layers, BuildOptions().device(torch::kMeta).init(Init::kEmpty));
     const auto report = io::compare_tensor_sources(*probe, used);
     TORCH_CHECK(report.clean(), "diffinstruct::models: ", what, " does not hold the ImageReward model its configuration describes (nothing was loaded): ",
                 report.summary());
   }
-  ImageRewardModel model(config, layers, detail::build_options_for(o));
+  ImageRewardModel model(c, layers, detail::build_options_for(o));
   io::load_tensor_sources(*model, used, io::LoadOptions().strict(o.strict()), what);
   model->eval();
   return model;
