@@ -195,7 +195,30 @@ def tokenizer(folder):
     save_file({"input_ids": get_tokenizer("ViT-H-14")(texts)}, os.path.join(folder, "expected.safetensors"))
 
 
+def resampling(folder):
+    """PIL's bicubic resize on 8-bit images of several shapes (down and up, each axis alone), and the
+    metric preprocessing as the originals run it on a real PNG: transformers' CLIPImageProcessor with
+    its PIL backend (PickScore's processor as transformers 4.x ran it) and torchvision's Resize +
+    CenterCrop on a PIL image (the aesthetic predictor's and ImageReward's)."""
+    from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, Resize, ToTensor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    os.makedirs(folder, exist_ok=True)
+    g = np.random.default_rng(5)
+    rec = {}
+    for i, (h, w, oh, ow) in enumerate([(37, 53, 20, 31), (64, 48, 224, 168), (300, 200, 224, 149), (50, 50, 50, 23), (41, 77, 97, 77), (256, 256, 224, 224)]):
+        img = g.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        rec[f"in.{i}"] = torch.from_numpy(img).permute(2, 0, 1).unsqueeze(0).contiguous()
+        rec[f"out.{i}"] = torch.from_numpy(np.asarray(Image.fromarray(img).resize((ow, oh), Image.BICUBIC))).permute(2, 0, 1).unsqueeze(0).contiguous()
+    png = real_png(os.path.join(folder, "picture.png"), 200, 301)
+    rec["processor"] = CLIPImageProcessorPil()(images=Image.open(png), return_tensors="pt")["pixel_values"]
+    tv = Compose([Resize(224, interpolation=InterpolationMode.BICUBIC), CenterCrop(224), ToTensor(),
+                  Normalize((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))])
+    rec["torchvision"] = tv(Image.open(png).convert("RGB")).unsqueeze(0)
+    save_file(rec, os.path.join(folder, "expected.safetensors"))
+
+
 os.makedirs(out, exist_ok=True)
+resampling(os.path.join(out, "resampling"))
 tokenizer(os.path.join(out, "tokenizer"))
 hps(os.path.join(out, "hps"))
 aesthetic(os.path.join(out, "aesthetic"))

@@ -14,6 +14,7 @@
 // project's parity bounds, docs/models.md). Prints a table; exits 1 on any miss.
 #include <diffinstruct/io/safetensors.hpp>
 #include <diffinstruct/models/open_clip.hpp>
+#include <diffinstruct/models/pil_resize.hpp>
 #include <diffinstruct/text2image/aesthetic_reward.hpp>
 #include <diffinstruct/text2image/clip_reward.hpp>
 #include <diffinstruct/util/error_report.hpp>
@@ -118,6 +119,30 @@ void aesthetic(const fs::path& dir) {
   row("pickscore", "score (PIL vs tensor resampling)", pick.reward_of_embeddings(image, text), want.read("pickscore.score"), kResamplingScoreTol);
 }
 
+// PIL's bicubic resize, bit for bit, and the metric preprocessing against the originals' on a real PNG.
+void resampling(const fs::path& dir) {
+  const di::io::SafetensorsFile want((dir / "expected.safetensors").string());
+  int64_t differing = 0, total = 0;
+  for (int i = 0; i < 6; ++i) {
+    const auto in = want.read("in." + std::to_string(i)), out = want.read("out." + std::to_string(i));
+    const auto got = di::models::pil_resize_bicubic(in, out.size(2), out.size(3));
+    differing += (got != out).sum().item<int64_t>();
+    total += out.numel();
+  }
+  g_failed |= differing != 0;
+  std::printf("| resampling | PIL bicubic, 6 shapes (down, up, one axis) | %lld of %lld bytes differ | 0 | %s |\n", static_cast<long long>(differing),
+              static_cast<long long>(total), differing == 0 ? "ok" : "FAIL");
+  int w = 0, h = 0, ch = 0;
+  unsigned char* img = stbi_load((dir / "picture.png").string().c_str(), &w, &h, &ch, 3);
+  TORCH_CHECK(img, "cannot read the picture");
+  const auto u8 = torch::from_blob(img, {h, w, 3}, torch::kUInt8).permute({2, 0, 1}).unsqueeze(0).contiguous().clone();
+  stbi_image_free(img);
+  row("resampling", "CLIPImageProcessor (PIL backend) on a real 200×301 PNG", di::models::clip_preprocess_pil(u8, 224, di::models::CropRounding::kFloor),
+      want.read("processor"), kForwardTol);
+  row("resampling", "torchvision Resize + CenterCrop on PIL, same PNG", di::models::clip_preprocess_pil(u8, 224, di::models::CropRounding::kHalfEven),
+      want.read("torchvision"), kForwardTol);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -130,6 +155,7 @@ int main(int argc, char** argv) {
     std::printf("| model | what | relative error | bound | |\n|---|---|---|---|---|\n");
     hps(fs::path(argv[1]) / "hps");
     aesthetic(fs::path(argv[1]) / "aesthetic");
+    resampling(fs::path(argv[1]) / "resampling");
   } catch (const std::exception& e) {
     return di::report_error("reward_parity", e);
   }

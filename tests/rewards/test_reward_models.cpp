@@ -10,6 +10,7 @@
 #include <diffinstruct/io/safetensors.hpp>
 #include <diffinstruct/models/image_reward.hpp>
 #include <diffinstruct/models/open_clip.hpp>
+#include <diffinstruct/models/pil_resize.hpp>
 #include <diffinstruct/models/unet2d_condition.hpp>
 #include <diffinstruct/text2image/aesthetic_reward.hpp>
 #include <diffinstruct/text2image/image_reward_reward.hpp>
@@ -302,4 +303,24 @@ TEST_CASE("ImageReward: the checkpoint's names load back, BLIP's unused parts sk
   CHECK_THROWS_WITH(dm::BertConfig::from_json(R"({"hidden_act": "relu"})"), Catch::Contains("hidden_act must be \"gelu\""));
   CHECK_THROWS_WITH(dm::BertConfig::from_json(R"({"is_decoder": true})"), Catch::Contains("'is_decoder' is not a key"));
   CHECK_THROWS_WITH(model->forward(pixels, ids + 100, mask), Catch::Contains("token ids must lie in [0, 50)"));
+}
+
+TEST_CASE("PIL's bicubic resize: a constant stays constant, sizes and crops as the originals compute them", "[rewards][pil_resize]") {
+  // Bit-exactness against PIL itself is in tests/rewards/run_parity.sh; here, what holds without Python.
+  const auto flat = torch::full({1, 3, 37, 53}, 200, torch::kUInt8);
+  CHECK(torch::equal(dm::pil_resize_bicubic(flat, 20, 31), torch::full({1, 3, 20, 31}, 200, torch::kUInt8)));
+  CHECK(torch::equal(dm::pil_resize_bicubic(flat, 111, 160), torch::full({1, 3, 111, 160}, 200, torch::kUInt8)));
+  const auto noise = torch::randint(0, 256, {2, 3, 9, 7}, torch::kUInt8);
+  CHECK(torch::equal(dm::pil_resize_bicubic(noise, 9, 7), noise));
+  // Overshoot of the bicubic kernel is clipped to 8 bits: an edge upsampled stays within [0, 255].
+  auto edge = torch::zeros({1, 1, 4, 8}, torch::kUInt8);
+  edge.slice(3, 4, 8).fill_(255);
+  const auto up = dm::pil_resize_bicubic(edge, 4, 32);
+  CHECK(up.min().item<int>() == 0);
+  CHECK(up.max().item<int>() == 255);
+  // 200×301: short side 224, long side int(224 · 301 / 200) = 337; crop offsets 56 (floor) and 56 (half-even of 56.5).
+  const auto pv = dm::clip_preprocess_pil(torch::full({1, 3, 200, 301}, 128, torch::kUInt8), 224, dm::CropRounding::kFloor);
+  CHECK(pv.sizes() == c10::IntArrayRef({1, 3, 224, 224}));
+  CHECK(pv[0][0][0][0].item<float>() == Approx((128.0 / 255 - 0.48145466) / 0.26862954).epsilon(1e-5));
+  CHECK_THROWS_WITH(dm::pil_resize_bicubic(torch::zeros({1, 3, 4, 4}), 2, 2), Catch::Contains("expected uint8 images"));
 }
