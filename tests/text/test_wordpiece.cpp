@@ -32,7 +32,7 @@ TEST_CASE("WordPiece: longest match first, ## continuations, [UNK], accents, CJK
   CHECK(added.encode("[DEC]cat[ENC]") == std::vector<int64_t>{2, 16, 15, 17, 3});
 }
 
-TEST_CASE("WordPiece: batches truncated with [SEP] last, padded with [PAD] and masked; bad vocabularies refused", "[text][wordpiece]") {
+TEST_CASE("WordPiece: batches truncated with [SEP] last, padded with [PAD] and masked, bad vocabularies refused", "[text][wordpiece]") {
   const auto t = tiny();
   const auto [ids, mask] = t.batch({"cat cat cat cat", "a"}, 5);
   CHECK(torch::equal(ids, torch::tensor({{2, 15, 15, 15, 3}, {2, 9, 3, 0, 0}}, torch::kLong)));
