@@ -10,6 +10,8 @@ if [ -z "$py" ] || ! "$py" -c "import importlib.util, sys, torch, timm, fairscal
   echo "SKIPPED: no Python with image-reward, transformers 4.x, timm and torch (got '${py:-none}'); scripts/imagereward_venv.sh makes one"
   exit 77
 fi
+# The work folder is removed first: never the folder that holds the programs (they sit beside it).
+[ "$work" != "$(dirname "$parity")" ] && [ ! -f "$work" ] || { echo "work folder '$work' is not a fresh folder" >&2; exit 1; }
 rm -rf "$work" && mkdir -p "$work"
 "$py" "$here/make_image_reward_fixtures.py" "$work/fixtures" 2> "$work/fixtures.log" || { cat "$work/fixtures.log"; exit 1; }
 cat "$work/fixtures/versions.json"; echo

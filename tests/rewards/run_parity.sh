@@ -10,6 +10,8 @@ if [ -z "$py" ] || ! "$py" -c "import hpsv2.src.open_clip, open_clip, safetensor
   echo "SKIPPED: no Python with hpsv2, open_clip, transformers, safetensors and torch (got '${py:-none}'); scripts/test_torch2.sh runs this test with them"
   exit 77
 fi
+# The work folder is removed first: never the folder that holds the programs (they sit beside it).
+[ "$work" != "$(dirname "$parity")" ] && [ ! -f "$work" ] || { echo "work folder '$work' is not a fresh folder" >&2; exit 1; }
 rm -rf "$work" && mkdir -p "$work"
 "$py" "$here/make_reward_fixtures.py" "$work/fixtures" 2> "$work/fixtures.log" || { cat "$work/fixtures.log"; exit 1; }
 cat "$work/fixtures/versions.json"; echo
