@@ -51,17 +51,17 @@ class TorchCheckpoint {
       }
     }
     TORCH_CHECK(pkl, fail("it is a zip archive without a data.pkl record, not a torch.save checkpoint"));
+    const ZipRecord* byteorder = nullptr;
     for (const auto& r : records) {
       if (r.name.compare(0, prefix_.size(), prefix_) != 0) continue;
       const std::string rel = r.name.substr(prefix_.size());
       if (rel.compare(0, 5, "data/") == 0) storages_.emplace(rel.substr(5), r);
-      if (rel == "byteorder") byteorder_ = &r - records.data();
+      if (rel == "byteorder") byteorder = &r;
     }
-    records_ = records;
     TORCH_CHECK(pkl->stored, fail("its data.pkl is compressed; torch.save never compresses it"));
     TORCH_CHECK(pkl->size <= (uint64_t{256} << 20), fail("its data.pkl has " + std::to_string(pkl->size) + " bytes, more than 256 MiB"));
-    if (byteorder_ >= 0) {
-      const auto order = read_record(records_[static_cast<size_t>(byteorder_)], 16);
+    if (byteorder) {
+      const auto order = read_record(*byteorder, 16);
       TORCH_CHECK(std::string(order.begin(), order.end()) == "little", fail("it was written big-endian; this reader reads little-endian files only"));
     }
     const auto bytes = read_record(*pkl, pkl->size);
@@ -202,15 +202,20 @@ class TorchCheckpoint {
   }
 
   std::string path_, what_, prefix_;
-  std::vector<ZipRecord> records_;
   std::map<std::string, ZipRecord> storages_;
-  int64_t byteorder_ = -1;
   pickle::Tree tree_;
 };
 
 /// The state dict of a `.pt`/`.pth` file (see TorchCheckpoint::state_dict).
 inline std::vector<TensorSource> load_torch_state_dict(const std::string& path, const std::string& what = "the checkpoint", const std::string& key = "") {
   return TorchCheckpoint(path, what).state_dict(key);
+}
+
+/// The tensors of a checkpoint as the reward models ship theirs: a `.safetensors` file, or else a
+/// torch.save file (`.pt`, `.pth`, `.bin`; its state dict as TorchCheckpoint::state_dict finds it).
+inline std::vector<TensorSource> state_dict_sources(const std::string& path, const std::string& what = "the checkpoint") {
+  const bool safetensors = path.size() > 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0;
+  return safetensors ? safetensors_sources(path) : load_torch_state_dict(path, what);
 }
 
 } // namespace io

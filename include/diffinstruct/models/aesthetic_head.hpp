@@ -59,26 +59,35 @@ class AestheticHeadImpl : public torch::nn::Module {
 };
 TORCH_MODULE(AestheticHead);
 
-/// The head from its `.pth` (a state dict of `layers.N.weight` / `layers.N.bias`) or a
-/// `.safetensors` of the same names.
-inline AestheticHead load_aesthetic_head(const std::string& path, const PretrainedOptions& o = {}) {
-  const bool safetensors = path.size() > 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0;
-  const auto sources = safetensors ? io::safetensors_sources(path) : io::TorchCheckpoint(path, "the aesthetic head").state_dict();
+namespace detail {
+
+/// The Sequential index and [out, in] of each `<prefix>N.weight` in `sources`, in index order (the
+/// head's chain as a file holds it); `path` and `what` name it in errors.
+inline std::vector<std::pair<int64_t, std::pair<int64_t, int64_t>>> linear_chain(const std::vector<io::TensorSource>& sources, const std::string& prefix,
+                                                                                 const std::string& path, const std::string& what) {
+  const std::string suffix = ".weight";
   std::map<int64_t, std::pair<int64_t, int64_t>> shapes;
   for (const auto& s : sources) {
-    const std::string prefix = "layers.", suffix = ".weight";
     const auto& n = s.name;
     if (n.size() <= prefix.size() + suffix.size() || n.compare(0, prefix.size(), prefix) != 0 || n.compare(n.size() - suffix.size(), suffix.size(), suffix) != 0)
       continue;
     const std::string index = n.substr(prefix.size(), n.size() - prefix.size() - suffix.size());
     TORCH_CHECK(!index.empty() && index.size() < 6 && index.find_first_not_of("0123456789") == std::string::npos, "diffinstruct::models: '", path,
-                "': '", n, "' is not a layer of the aesthetic head");
+                "': '", n, "' is not a layer of ", what);
     TORCH_CHECK(s.shape.size() == 2, "diffinstruct::models: '", path, "': '", n, "' is ", c10::IntArrayRef(s.shape), ", not a linear weight");
     shapes[std::stoll(index)] = {s.shape[0], s.shape[1]};
   }
-  TORCH_CHECK(!shapes.empty(), "diffinstruct::models: '", path, "' holds no layers.N.weight: not an aesthetic predictor head");
-  std::vector<std::pair<int64_t, std::pair<int64_t, int64_t>>> layers(shapes.begin(), shapes.end());
-  AestheticHead head(layers, detail::build_options_for(o));
+  TORCH_CHECK(!shapes.empty(), "diffinstruct::models: '", path, "' holds no ", prefix, "N.weight: not ", what);
+  return {shapes.begin(), shapes.end()};
+}
+
+} // namespace detail
+
+/// The head from its `.pth` (a state dict of `layers.N.weight` / `layers.N.bias`) or a
+/// `.safetensors` of the same names.
+inline AestheticHead load_aesthetic_head(const std::string& path, const PretrainedOptions& o = {}) {
+  const auto sources = io::state_dict_sources(path, "the aesthetic head");
+  AestheticHead head(detail::linear_chain(sources, "layers.", path, "an aesthetic predictor head"), detail::build_options_for(o));
   io::load_tensor_sources(*head, sources, io::LoadOptions().strict(o.strict()), "'" + path + "'");
   head->eval();
   return head;

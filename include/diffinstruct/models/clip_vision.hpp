@@ -144,6 +144,13 @@ inline std::string clip_vision_canonical_name(const std::string& name) {
   return "vision_model." + name;
 }
 
+/// CLIP's normalisation of images in [0, 1] (OpenAI's mean and std, which BLIP and OpenCLIP share).
+inline torch::Tensor clip_normalize(const torch::Tensor& x) {
+  const auto mean = torch::tensor({0.48145466, 0.4578275, 0.40821073}, x.options()).view({1, 3, 1, 1});
+  const auto std = torch::tensor({0.26862954, 0.26130258, 0.27577711}, x.options()).view({1, 3, 1, 1});
+  return (x - mean) / std;
+}
+
 /// CLIP's preprocessing, differentiable: images [B, 3, H, W] in [0, 1] -> resize so the short side
 /// is `size` (bicubic, antialiased), centre crop `size`×`size`, normalise with CLIP's mean and std.
 /// transformers' CLIPImageProcessor does the same steps with PIL on 8-bit images; the two agree
@@ -161,9 +168,7 @@ inline torch::Tensor clip_preprocess(const torch::Tensor& images, int64_t size =
     x = F::interpolate(x, F::InterpolateFuncOptions().size(std::vector<int64_t>{nh, nw}).mode(torch::kBicubic).align_corners(false).antialias(true));
   const int64_t top = (nh - size) / 2, left = (nw - size) / 2;
   x = x.slice(2, top, top + size).slice(3, left, left + size);
-  const auto mean = torch::tensor({0.48145466, 0.4578275, 0.40821073}, x.options()).view({1, 3, 1, 1});
-  const auto std = torch::tensor({0.26862954, 0.26130258, 0.27577711}, x.options()).view({1, 3, 1, 1});
-  return (x - mean) / std;
+  return clip_normalize(x);
 }
 
 /// OpenCLIP's evaluation preprocessing with `resize_longest_max` (HPSv2's, differentiable): images
@@ -188,9 +193,7 @@ inline torch::Tensor clip_preprocess_pad(const torch::Tensor& images, int64_t si
   }
   TORCH_CHECK(x.size(2) == size && x.size(3) == size, "diffinstruct::models::clip_preprocess_pad: a ", h, "×", w,
               " image whose long side is already ", size, " is not padded (as in OpenCLIP), so it must be square");
-  const auto mean = torch::tensor({0.48145466, 0.4578275, 0.40821073}, x.options()).view({1, 3, 1, 1});
-  const auto std = torch::tensor({0.26862954, 0.26130258, 0.27577711}, x.options()).view({1, 3, 1, 1});
-  return (x - mean) / std;
+  return clip_normalize(x);
 }
 
 } // namespace models

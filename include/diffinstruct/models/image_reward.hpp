@@ -83,23 +83,12 @@ inline torch::Tensor blip_preprocess(const torch::Tensor& images, int64_t size =
 /// depth, patch and image size (its head count stays the config's when the width is the config's,
 /// else width / 64, BLIP's head size).
 inline ImageRewardModel load_image_reward(const std::string& path, const ImageRewardConfig& config = {}, const PretrainedOptions& o = {}) {
-  const bool safetensors = path.size() > 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0;
-  const auto all = safetensors ? io::safetensors_sources(path) : io::TorchCheckpoint(path, "the ImageReward checkpoint").state_dict();
   auto starts = [](const std::string& s, const char* p) { return s.rfind(p, 0) == 0; };
   std::vector<io::TensorSource> used;
-  std::map<int64_t, std::pair<int64_t, int64_t>> head;
-  for (const auto& s : all) {
-    if (s.name == "blip.text_encoder.embeddings.position_ids" || starts(s.name, "blip.vision_proj.") || starts(s.name, "blip.text_proj.")) continue;
-    used.push_back(s);
-    const std::string prefix = "mlp.layers.", suffix = ".weight";
-    if (starts(s.name, "mlp.layers.") && s.name.size() > prefix.size() + suffix.size() &&
-        s.name.compare(s.name.size() - suffix.size(), suffix.size(), suffix) == 0 && s.shape.size() == 2) {
-      const std::string index = s.name.substr(prefix.size(), s.name.size() - prefix.size() - suffix.size());
-      if (!index.empty() && index.size() < 6 && index.find_first_not_of("0123456789") == std::string::npos) head[std::stoll(index)] = {s.shape[0], s.shape[1]};
-    }
-  }
-  TORCH_CHECK(!head.empty(), "diffinstruct::models: '", path, "' has no mlp.layers.N.weight: not an ImageReward checkpoint");
-  const std::vector<std::pair<int64_t, std::pair<int64_t, int64_t>>> layers(head.begin(), head.end());
+  for (const auto& s : io::state_dict_sources(path, "the ImageReward checkpoint"))
+    if (s.name != "blip.text_encoder.embeddings.position_ids" && !starts(s.name, "blip.vision_proj.") && !starts(s.name, "blip.text_proj."))
+      used.push_back(s);
+  const auto layers = detail::linear_chain(used, "mlp.layers.", path, "an ImageReward checkpoint");
   ImageRewardConfig c = config;  // the vision encoder's sizes, from the file
   int64_t blocks = 0;
   for (const auto& s : used) {

@@ -224,11 +224,7 @@ inline OpenClipSources map_open_clip(const std::vector<io::TensorSource>& state,
 
 /// The tensors of an OpenCLIP checkpoint file: a `torch.save` file (`.pt`, `.pth`, `.bin`; the
 /// state dict at its top level or under "state_dict", as HPS ships it) or a `.safetensors` file.
-inline std::vector<io::TensorSource> open_clip_state(const std::string& path, const std::string& key = "") {
-  const bool safetensors = path.size() > 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0;
-  if (safetensors) return io::safetensors_sources(path);
-  return io::TorchCheckpoint(path, "the OpenCLIP checkpoint").state_dict(key);
-}
+inline std::vector<io::TensorSource> open_clip_state(const std::string& path) { return io::state_dict_sources(path, "the OpenCLIP checkpoint"); }
 
 /// An OpenCLIP checkpoint as native towers (both, or the one `towers` names) and its logit_scale.
 /// Strict loading (the default) checks every name and shape against `config` before copying.

@@ -11,6 +11,8 @@
 /// Example:
 ///   auto pv = models::clip_preprocess_pil(images_u8, 224, models::CropRounding::kFloor);  // PickScore's processor
 
+#include <diffinstruct/models/clip_vision.hpp>
+
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -145,10 +147,7 @@ inline torch::Tensor clip_preprocess_pil(const torch::Tensor& images, int64_t si
     return rounding == CropRounding::kFloor ? (n - size) / 2 : static_cast<int64_t>(std::nearbyint(static_cast<double>(n - size) / 2.0));
   };
   const int64_t top = offset(nh), left = offset(nw);
-  const auto x = resized.slice(2, top, top + size).slice(3, left, left + size).to(torch::kFloat) / 255.0f;
-  const auto mean = torch::tensor({0.48145466f, 0.4578275f, 0.40821073f}).view({1, 3, 1, 1});
-  const auto std = torch::tensor({0.26862954f, 0.26130258f, 0.27577711f}).view({1, 3, 1, 1});
-  return (x - mean) / std;
+  return clip_normalize(resized.slice(2, top, top + size).slice(3, left, left + size).to(torch::kFloat) / 255.0f);
 }
 
 }  // namespace models

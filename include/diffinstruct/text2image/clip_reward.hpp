@@ -40,6 +40,28 @@ struct ClipRewardOptions {
   TORCH_ARG(std::string, label) = "clip";
 };
 
+/// The dtype a module computes in: that of its first parameter (float32 without parameters).
+inline c10::ScalarType module_dtype(const torch::nn::Module& m) {
+  const auto params = m.parameters();
+  return params.empty() ? torch::kFloat : params.front().scalar_type();
+}
+
+/// x0 as pixels in [−1, 1] (roughly; not clamped): decoded by `vae` when x0 is latents, x0 itself
+/// without one. `who` names the reward in errors. Shared by the rewards that read images.
+inline torch::Tensor decode_for_reward(const torch::Tensor& x0, models::AutoencoderKL& vae, const char* who) {
+  if (!vae) return x0;
+  TORCH_CHECK(x0.size(1) == vae->config().latent_channels, "diffinstruct::", who, ": the VAE decodes ", vae->config().latent_channels,
+              "-channel latents; x0 has ", x0.size(1), " channels");
+  return vae->decode_latents(x0.to(module_dtype(*vae)));
+}
+
+/// Pixels in [−1, 1] as images in [0, 1], clamped as a pipeline's output is, in float32 (float64
+/// for float64 pixels).
+inline torch::Tensor unit_images(const torch::Tensor& pixels) {
+  const auto dtype = pixels.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+  return (pixels.to(dtype) / 2 + 0.5).clamp(0, 1);
+}
+
 /// HPSv2 / HPSv2.1 (an OpenCLIP ViT-H-14 loaded by models::load_open_clip): the plain cosine, as
 /// HPSv2's `score()` returns it (its leaderboards print it ×100), with OpenCLIP's resize-and-pad.
 inline ClipRewardOptions hps_reward_options() { return ClipRewardOptions().preprocess(ClipImagePreprocess::kResizePad).scale(1.0).label("hps"); }
@@ -97,22 +119,16 @@ class ClipReward {
   torch::Tensor embed_images(const torch::Tensor& x0) { return embed_pixels(decode(x0)); }
 
   /// x0 as pixels in [−1, 1] (roughly; not clamped): decoded by the VAE, or x0 itself without one.
-  torch::Tensor decode(const torch::Tensor& x0) {
-    if (!vae_) return x0;
-    TORCH_CHECK(x0.size(1) == vae_->config().latent_channels, "diffinstruct::ClipReward: the VAE decodes ", vae_->config().latent_channels,
-                "-channel latents; x0 has ", x0.size(1), " channels");
-    return vae_->decode_latents(x0.to(dtype_of(*vae_)));
-  }
+  torch::Tensor decode(const torch::Tensor& x0) { return decode_for_reward(x0, vae_, "ClipReward"); }
 
   /// Unit-norm image embeddings [B, E] of pixels in [−1, 1] (what decode() gives), in float32
   /// (float64 for float64 pixels).
   torch::Tensor embed_pixels(const torch::Tensor& pixels) {
-    const auto out_dtype = pixels.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
-    const auto images = (pixels.to(out_dtype) / 2 + 0.5).clamp(0, 1);
+    const auto images = unit_images(pixels);
     const auto size = vision_->config().image_size;
     const auto pixel_values = options_.preprocess() == ClipImagePreprocess::kResizePad ? models::clip_preprocess_pad(images, size)
                                                                                        : models::clip_preprocess(images, size);
-    const auto e = vision_->forward(pixel_values.to(dtype_of(*vision_))).image_embeds.to(out_dtype);
+    const auto e = vision_->forward(pixel_values.to(module_dtype(*vision_))).image_embeds.to(images.scalar_type());
     return e / e.norm(2, -1, true);
   }
 
@@ -128,11 +144,6 @@ class ClipReward {
   std::string describe() const { return options_.label() + "(scale " + std::to_string(scale_) + (vae_ ? ", through the VAE decoder)" : ")"); }
 
  private:
-  static c10::ScalarType dtype_of(const torch::nn::Module& m) {
-    const auto params = m.parameters();
-    return params.empty() ? torch::kFloat : params.front().scalar_type();
-  }
-
   models::ClipVisionModel vision_;
   models::AutoencoderKL vae_;
   ClipRewardOptions options_;

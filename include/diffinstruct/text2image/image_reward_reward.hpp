@@ -17,6 +17,7 @@
 #include <diffinstruct/models/autoencoder_kl.hpp>
 #include <diffinstruct/models/image_reward.hpp>
 #include <diffinstruct/text/wordpiece_tokenizer.hpp>
+#include <diffinstruct/text2image/clip_reward.hpp>
 #include <diffinstruct/text2image/prompt_condition.hpp>
 
 #include <string>
@@ -55,15 +56,8 @@ class ImageRewardReward {
 
   /// ImageReward's input from x0: decoded (with a VAE), to [0, 1], resized, cropped, normalised.
   torch::Tensor pixel_values(const torch::Tensor& x0) {
-    auto pixels = x0;
-    if (vae_) {
-      TORCH_CHECK(x0.size(1) == vae_->config().latent_channels, "diffinstruct::ImageRewardReward: the VAE decodes ", vae_->config().latent_channels,
-                  "-channel latents; x0 has ", x0.size(1), " channels");
-      pixels = vae_->decode_latents(x0.to(vae_->parameters().front().scalar_type()));
-    }
-    const auto out_dtype = pixels.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
-    const auto images = (pixels.to(out_dtype) / 2 + 0.5).clamp(0, 1);
-    return models::blip_preprocess(images, model_->config().vision.image_size).to(model_->visual_encoder->proj->weight.scalar_type());
+    const auto images = unit_images(decode_for_reward(x0, vae_, "ImageRewardReward"));
+    return models::blip_preprocess(images, model_->config().vision.image_size).to(module_dtype(*model_));
   }
 
   std::vector<ModuleRef> modules() const {
