@@ -4,6 +4,7 @@
 /// generator before distillation (DMD; docs/findings.md §3).
 
 #include <diffinstruct/core/roles.hpp>
+#include <diffinstruct/schedules/schedule_base.hpp>
 
 namespace diffinstruct {
 

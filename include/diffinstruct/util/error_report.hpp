@@ -25,7 +25,9 @@ inline std::string error_message(const std::exception& e) {
 
 /// Prints "<program>: <message>" to stderr; returns 1 (the exit status of a failed program).
 inline int report_error(const char* program, const std::exception& e) {
-  std::fprintf(stderr, "%s: %s\n", program, error_message(e).c_str());
+  const std::string message = error_message(e), prefix = std::string(program) + ": ";
+  // A message that already names the program (the programs' own checks) is not prefixed twice.
+  std::fprintf(stderr, "%s%s\n", message.compare(0, prefix.size(), prefix) == 0 ? "" : prefix.c_str(), message.c_str());
   return 1;
 }
 
