@@ -7,8 +7,11 @@
 //                    table and what the UNet predicts
 //   --generator DIR  the one-step UNet to post-train (a diffusers UNet folder: SD-Turbo's, DMD2's);
 //                    default: the teacher's UNet, evaluated at --t-star
-//   --reward DIR     a transformers CLIPModel folder (CLIP, PickScore): the reward
+//   --reward DIR     a transformers CLIPModel folder (CLIP, PickScore): a reward
 //                    r = exp(logit_scale) · cos(CLIP image(decode(x0)), CLIP text(prompt))
+//   --pickscore, --clip, --hps, --aesthetic, --image-reward (with their files): the paper's rewards,
+//                    each with a --<name>-weight (default 1; 0 holds it out: scored at evaluations,
+//                    not trained on); the trained reward is their weighted sum (text_to_image/reward_terms.hpp)
 //   --prompts FILE   one prompt a line (default: text_to_image/default_prompts.hpp)
 //
 // The assistant starts as the teacher: a full trained copy, or (--assistant-lora R) a LoRA on the
@@ -18,7 +21,8 @@
 // roles share one base. --generator-base-lora FILE keeps a published LoRA (DMD2's) frozen under the
 // generator's. --threads sets the CPU threads (default: every core). Writes into --out:
 //   samples/step_NNNNNN.png    the fixed evaluation prompts × seeds, prompts as captions
-//   metrics.csv                per step: losses, the batch's reward; per evaluation: reward, CLIP
+//   metrics.csv                per step: losses, the batch's reward; per evaluation: the trained reward,
+//                              every reward term's own score (eval_<term>: the held-out guards), CLIP
 //                              score and diversity on the fixed set
 //   checkpoints/trainer.safetensors   everything to resume exactly (--resume)
 //   generator/unet/            the trained UNet as a diffusers folder (full generator), or
@@ -30,6 +34,7 @@
 
 #include "text_to_image/default_prompts.hpp"
 #include "text_to_image/evaluation.hpp"
+#include "text_to_image/reward_terms.hpp"
 
 #include <diffinstruct/text2image/di_star_models.hpp>
 #include <diffinstruct/util/metrics_csv.hpp>
@@ -70,6 +75,8 @@ namespace {
 
 struct Args {
   std::string teacher, generator, generator_base_lora, reward, reward_tokenizer, prompts, out = "out/text_to_image";
+  reward_files::RewardFiles rewards;
+  text_to_image::RewardWeights weights;
   int64_t generator_lora = 0, assistant_lora = 0;
   std::string lora_targets = "to_q,to_k,to_v,to_out.0";
   std::string precision = "fp32", device = "cpu", generator_prediction;
@@ -98,6 +105,7 @@ struct Job {
   di::Precision precision = di::Precision::kFloat32;
   std::vector<std::string> prompts;
   t2i::DiStarModels m;  // every model, loaded by t2i::load_di_star_models
+  std::optional<t2i::PromptRewards> rewards;  // every reward term (text_to_image/reward_terms.hpp)
 
   bool writer() const { return rank == 0; }
   void log(const std::string& s) const {
@@ -117,8 +125,9 @@ const std::vector<std::string> kMetricsColumns = {
     "step", "generator_loss", "divergence_loss", "reward_loss", "assistant_loss", "batch_reward", "generator_grad_norm",
     "assistant_grad_norm", "non_finite", "overflows", "step_seconds", "step_peak_mb", "generator_forward_s", "assistant_forward_s", "teacher_s",
     "reward_s", "backward_s", "update_s", "eval_reward", "eval_clip_score", "eval_diversity"};
+// ... then eval_<term> for every reward term.
 
-std::vector<std::string> metrics_row(int64_t step, const di::StepStats* s, double seconds, const text_to_image::EvalResult* e) {
+std::vector<std::string> metrics_row(int64_t step, const di::StepStats* s, double seconds, const text_to_image::EvalResult* e, size_t terms) {
   using Csv = di::MetricsCsv;
   std::vector<std::string> cells{std::to_string(step)};
   if (s) {
@@ -136,6 +145,7 @@ std::vector<std::string> metrics_row(int64_t step, const di::StepStats* s, doubl
     cells.resize(18);
   }
   for (double v : {e ? e->reward : NAN, e ? e->clip_score : NAN, e ? e->diversity : NAN}) cells.push_back(Csv::number(v));
+  for (size_t i = 0; i < terms; ++i) cells.push_back(Csv::number(e ? e->terms[i].second : NAN));
   return cells;
 }
 
@@ -177,7 +187,7 @@ void save_generator(Job& job, Trainer& trainer, const text_to_image::EvalSet& ev
 template <class Param, class Gen, class Teacher, class Assistant>
 void train(Job& job, Gen generator, Teacher teacher, Assistant assistant) {
   const Args& a = job.args;
-  using Trainer = di::DiStarTrainer<Gen, Teacher, Assistant, t2i::PromptCondition, di::PseudoHuberScore, di::CfgInside, t2i::ClipReward,
+  using Trainer = di::DiStarTrainer<Gen, Teacher, Assistant, t2i::PromptCondition, di::PseudoHuberScore, di::CfgInside, t2i::PromptRewards,
                                     di::DiscreteVPSchedule>;
   const double lr_g = a.lr_generator > 0 ? a.lr_generator : (a.generator_lora > 0 ? 1e-4 : 1e-5);
   const double lr_a = a.lr_assistant > 0 ? a.lr_assistant : (a.assistant_lora > 0 ? 1e-4 : 1e-5);
@@ -196,7 +206,7 @@ void train(Job& job, Gen generator, Teacher teacher, Assistant assistant) {
                            .keep_checkpoints(a.keep_checkpoints)
                            .measure_memory(a.measure_memory);
   Trainer trainer(std::move(generator), std::move(teacher), std::move(assistant),
-                  {di::PseudoHuberScore(a.c), di::CfgInside(di::AlphaCfg(a.alpha_cfg)), *job.m.reward, *job.m.schedule},
+                  {di::PseudoHuberScore(a.c), di::CfgInside(di::AlphaCfg(a.alpha_cfg)), *job.rewards, *job.m.schedule},
                   di::ConditionSource<t2i::PromptCondition>{*job.m.prompts, job.m.prompts->null_condition()}, job.m.latent_shape, options);
   if (job.dp) trainer.set_data_parallel(job.dp);
   const bool one_base = job.m.generator_unet.ptr() == job.m.teacher_unet.ptr();
@@ -218,20 +228,28 @@ void train(Job& job, Gen generator, Teacher teacher, Assistant assistant) {
 
   const auto eval = text_to_image::make_eval_set(job.prompts, a.eval_prompts, a.eval_seeds, job.m.latent_shape, a.seed + 1, *job.m.encoder, job.device);
   std::optional<di::MetricsCsv> csv;
+  const size_t terms = job.rewards->term_names().size();
+  auto term_text = [&](const text_to_image::EvalResult& e) {
+    std::string out;
+    for (const auto& [name, value] : e.terms) out += fmt::format(", {}{} {:.4f}", name, job.rewards->weight(name) == 0 ? " (held out)" : "", value);
+    return out;
+  };
   auto evaluate = [&](int64_t step) {
     const auto x0 = trainer.sample(eval.z, eval.condition, /*use_ema=*/a.ema > 0);
-    auto r = text_to_image::score_samples(x0, eval, *job.m.reward);
+    auto r = text_to_image::score_samples(x0, eval, *job.rewards);
     text_to_image::write_sample_grid((out / "samples" / fmt::format("step_{:06d}.png", step)).string(), r.images, eval,
                                      fmt::format("step {}: reward {:.3f}, CLIP score {:.2f}", step, r.reward, r.clip_score));
     return r;
   };
   if (job.writer()) {
     fs::create_directories(out / "samples");
-    csv.emplace((out / "metrics.csv").string(), kMetricsColumns, trainer.step_count());
+    auto columns = kMetricsColumns;
+    for (const auto& term : job.rewards->term_names()) columns.push_back("eval_" + term);
+    csv.emplace((out / "metrics.csv").string(), columns, trainer.step_count());
     if (trainer.step_count() == 0) {
       const auto e = evaluate(0);
-      csv->row(metrics_row(0, nullptr, 0, &e));
-      job.log(fmt::format("step 0: eval reward {:.4f}, CLIP score {:.3f}, diversity {:.4f}", e.reward, e.clip_score, e.diversity));
+      csv->row(metrics_row(0, nullptr, 0, &e, terms));
+      job.log(fmt::format("step 0: eval reward {:.4f}{}, CLIP score {:.3f}, diversity {:.4f}", e.reward, term_text(e), e.clip_score, e.diversity));
     }
   }
   while (trainer.step_count() < a.steps) {
@@ -242,11 +260,11 @@ void train(Job& job, Gen generator, Teacher teacher, Assistant assistant) {
     if (job.writer()) {
       std::optional<text_to_image::EvalResult> e;
       if (s.step % a.eval_every == 0 || last) e = evaluate(s.step);
-      csv->row(metrics_row(s.step, &s, seconds, e ? &*e : nullptr));
+      csv->row(metrics_row(s.step, &s, seconds, e ? &*e : nullptr, terms));
       job.log(fmt::format("step {}: loss {:.4g} (divergence {:.4g}), assistant {:.4g}, batch reward {:.4f}, {:.2f} s{}{}", s.step, s.generator_loss,
                           s.divergence_loss, s.assistant_loss, s.mean_reward, seconds,
                           s.peak_bytes < 0 ? std::string() : fmt::format(", step peak {:.1f} MB", s.peak_bytes / 1e6),
-                          e ? fmt::format(" | eval reward {:.4f}, CLIP score {:.3f}, diversity {:.4f}", e->reward, e->clip_score, e->diversity)
+                          e ? fmt::format(" | eval reward {:.4f}{}, CLIP score {:.3f}, diversity {:.4f}", e->reward, term_text(*e), e->clip_score, e->diversity)
                             : std::string()));
     }
     if (s.step % a.save_every == 0 || last) trainer.save(checkpoint);  // every rank: rank 0 writes
@@ -299,6 +317,9 @@ void run(const Args& args) {
                      .gradient_checkpointing(a.gradient_checkpointing);
   if (!a.generator_prediction.empty()) options.generator_prediction(dm::parse_prediction(a.generator_prediction));
   job.m = t2i::load_di_star_models(options, job.prompts, [&](const std::string& line) { job.log(line); });
+  job.rewards.emplace(text_to_image::make_reward_terms(a.rewards, a.weights, job.m, a.reward_tokenizer.empty() ? a.reward : a.reward_tokenizer, job.prompts,
+                                                      dm::PretrainedOptions().device(job.device).dtype(di::compute_dtype(job.precision)),
+                                                      [&](const std::string& line) { job.log(line); }));
   const auto& sc = job.m.pipeline->scheduler();
   job.log(fmt::format("teacher '{}': {} pipeline, {} ({}), {} x {} pixels, latents {}x{}x{}; device {}{}, precision {}{}", a.teacher,
                       job.m.pipeline->is_sdxl() ? "SDXL" : "SD", sc.class_name, dm::prediction_name(sc.prediction), job.m.height, job.m.width,
@@ -327,9 +348,11 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::ExistingDirectory);
   app.add_option("--generator", a.generator, "diffusers UNet folder of the one-step generator (default: the teacher's UNet)")->check(CLI::ExistingDirectory);
-  app.add_option("--reward", a.reward, "transformers CLIPModel folder (CLIP, PickScore): the reward")->required()->check(CLI::ExistingDirectory);
+  app.add_option("--reward", a.reward, "transformers CLIPModel folder (CLIP, PickScore): a reward, exp(logit_scale) · cos")->check(CLI::ExistingDirectory);
   app.add_option("--reward-tokenizer", a.reward_tokenizer, "the reward's tokenizer folder: vocab.json + merges.txt, or tokenizer.json (default: --reward)")
       ->check(CLI::ExistingDirectory);
+  reward_files::add_options(app, a.rewards);
+  text_to_image::add_weight_options(app, a.weights);
   app.add_option("--prompts", a.prompts, "prompt file, one a line (default: 16 built-in prompts)")->check(CLI::ExistingFile);
   app.add_option("--out", a.out, "output folder")->capture_default_str();
   app.add_option("--steps", a.steps, "DI* iterations (in all, counting those of a resumed run)")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{100000000}));

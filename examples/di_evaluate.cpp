@@ -12,19 +12,16 @@
 //                          (evaluate/compared_models.hpp)
 //   --prompts FILE         a .tsv table (its Prompt column; --category filters, the Category column
 //                          groups) or one prompt a line; --max-prompts N takes the first N
-//   --image-reward FILE --image-reward-vocab vocab.txt [--med-config FILE]
-//   --pickscore DIR [--pickscore-tokenizer DIR]      a transformers CLIPModel folder
-//   --clip DIR [--clip-tokenizer DIR]                the CLIP score's CLIP (openai/clip-vit-large-patch14)
-//   --hps FILE [--hps-config ViT-H-14|FILE.json] [--hps-tokenizer DIR]   (tokenizer default: the teacher's)
-//   --aesthetic HEAD.pth --aesthetic-clip DIR
+//   the metrics: --image-reward, --pickscore, --clip, --hps, --aesthetic with their files
+//                (rewards/reward_files.hpp); HPS's tokenizer defaults to the teacher's
 // Writes into --out: report.md, metrics.json, metrics.csv, grids/, models/<model>/images/*.png and
 // the batch records that let a rerun resume (evaluate/score_store.hpp).
 
 #include "evaluate/compared_models.hpp"
 #include "evaluate/report.hpp"
 #include "evaluate/score_store.hpp"
+#include "rewards/reward_files.hpp"
 
-#include <diffinstruct/models/open_clip.hpp>
 #include <diffinstruct/text/prompt_table.hpp>
 #include <diffinstruct/text2image/metric_scorers.hpp>
 #include <diffinstruct/util/error_report.hpp>
@@ -48,8 +45,7 @@ struct Args {
   std::vector<int64_t> teacher_steps = {50};
   double guidance = 7.5;
   std::vector<std::string> generators;
-  std::string image_reward, image_reward_vocab, med_config, pickscore, pickscore_tokenizer, clip, clip_tokenizer, hps, hps_config = "ViT-H-14",
-      hps_tokenizer, aesthetic, aesthetic_clip;
+  reward_files::RewardFiles rewards;
   int64_t max_prompts = 0, seeds = 4, batch = 4, resolution = 0, resamples = 1000, grid_rows = 4;
   uint64_t seed = 0;
   int threads = 0;
@@ -80,37 +76,26 @@ std::pair<std::vector<std::string>, std::vector<std::string>> read_prompt_set(co
 
 std::vector<std::unique_ptr<t2i::MetricScorer>> load_scorers(const Args& a, const std::vector<std::string>& prompts, const t2i::PipelineFolder& pipe,
                                                              const dm::PretrainedOptions& o, const std::function<void(const std::string&)>& log) {
+  const auto& f = a.rewards;
   std::vector<std::unique_ptr<t2i::MetricScorer>> out;
-  if (!a.image_reward.empty()) {
-    TORCH_CHECK(!a.image_reward_vocab.empty(), "di_evaluate: --image-reward needs --image-reward-vocab (bert-base-uncased's vocab.txt)");
-    dm::ImageRewardConfig config;
-    if (!a.med_config.empty()) config.text = dm::BertConfig::from_file(a.med_config);
-    auto tok = text::WordPieceTokenizer::from_vocab_file(a.image_reward_vocab).with_added_tokens({"[DEC]", "[ENC]"});
-    out.push_back(std::make_unique<t2i::ImageRewardScorer>(dm::load_image_reward(a.image_reward, config, o), tok, prompts));
-    log("ImageReward from '" + a.image_reward + "'");
+  if (!f.image_reward.empty()) {
+    auto ir = reward_files::load_image_reward(f, o, "di_evaluate");
+    out.push_back(std::make_unique<t2i::ImageRewardScorer>(ir.model, ir.tokenizer, prompts));
+    log("ImageReward from '" + f.image_reward + "'");
   }
-  if (!a.aesthetic.empty()) {
-    TORCH_CHECK(!a.aesthetic_clip.empty(), "di_evaluate: --aesthetic needs --aesthetic-clip (a CLIP ViT-L/14 transformers folder)");
-    auto clip = dm::load_clip_model(a.aesthetic_clip, o, dm::ClipTowers::kVision);
-    out.push_back(std::make_unique<t2i::AestheticScorer>(clip.vision, dm::load_aesthetic_head(a.aesthetic, o)));
-    log("aesthetic head '" + a.aesthetic + "' on CLIP '" + a.aesthetic_clip + "'");
+  if (!f.aesthetic.empty()) {
+    auto ae = reward_files::load_aesthetic(f, o, "di_evaluate");
+    out.push_back(std::make_unique<t2i::AestheticScorer>(ae.vision, ae.head));
+    log("aesthetic head '" + f.aesthetic + "' on CLIP '" + f.aesthetic_clip + "'");
   }
-  auto clip_like = [&](const std::string& dir, const std::string& tokenizer, t2i::ClipSimilarityScorer::Kind kind) {
-    auto clip = dm::load_clip_model(dir, o, dm::ClipTowers::kBoth);
-    out.push_back(std::make_unique<t2i::ClipSimilarityScorer>(clip, text::ClipTokenizer::from_folder(tokenizer.empty() ? dir : tokenizer), prompts, kind));
-    log(kind.info.title + " from '" + dir + "'");
+  auto clip_like = [&](const reward_files::ClipParts& parts, t2i::ClipSimilarityScorer::Kind kind, const std::string& from) {
+    out.push_back(std::make_unique<t2i::ClipSimilarityScorer>(parts.clip, parts.tokenizer, prompts, kind));
+    log(kind.info.title + " from '" + from + "'");
   };
-  if (!a.pickscore.empty()) clip_like(a.pickscore, a.pickscore_tokenizer, t2i::ClipSimilarityScorer::pickscore());
-  if (!a.clip.empty()) clip_like(a.clip, a.clip_tokenizer, t2i::ClipSimilarityScorer::clip_score());
-  if (!a.hps.empty()) {
-    const bool json = a.hps_config.size() > 5 && a.hps_config.compare(a.hps_config.size() - 5, 5, ".json") == 0;
-    const auto config = json ? dm::OpenClipConfig::from_file(a.hps_config) : dm::OpenClipConfig::named(a.hps_config);
-    auto clip = dm::load_open_clip(a.hps, config, o, dm::ClipTowers::kBoth);
-    // HPS tokenizes with OpenCLIP's tokenizer: CLIP's vocabulary (any SD tokenizer folder) and its cleaning.
-    auto tok = text::ClipTokenizer::from_folder(a.hps_tokenizer.empty() ? pipe.path("tokenizer") : a.hps_tokenizer).with_open_clip_cleaning();
-    out.push_back(std::make_unique<t2i::ClipSimilarityScorer>(clip, tok, prompts, t2i::ClipSimilarityScorer::hps()));
-    log("HPS from '" + a.hps + "' (" + a.hps_config + ")");
-  }
+  if (!f.pickscore.empty()) clip_like(reward_files::load_clip(f.pickscore, f.pickscore_tokenizer, o), t2i::ClipSimilarityScorer::pickscore(), f.pickscore);
+  if (!f.clip.empty()) clip_like(reward_files::load_clip(f.clip, f.clip_tokenizer, o), t2i::ClipSimilarityScorer::clip_score(), f.clip);
+  // HPS tokenizes with CLIP's vocabulary (any SD tokenizer folder: the teacher's by default).
+  if (!f.hps.empty()) clip_like(reward_files::load_hps(f, o, pipe.path("tokenizer")), t2i::ClipSimilarityScorer::hps(), f.hps + " (" + f.hps_config + ")");
   TORCH_CHECK(!out.empty(), "di_evaluate: no metric given (--image-reward, --aesthetic, --pickscore, --clip or --hps)");
   return out;
 }
@@ -302,18 +287,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch", a.batch, "images generated and scored at once")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{4096}));
   app.add_option("--resolution", a.resolution, "image side in pixels (default: the UNet's sample_size x the VAE's factor)")
       ->check(CLI::Range(int64_t{8}, int64_t{4096}));
-  app.add_option("--image-reward", a.image_reward, "ImageReward.pt")->check(CLI::ExistingFile);
-  app.add_option("--image-reward-vocab", a.image_reward_vocab, "bert-base-uncased's vocab.txt (ImageReward's tokenizer)")->check(CLI::ExistingFile);
-  app.add_option("--med-config", a.med_config, "BLIP's med_config.json (default: the published values)")->check(CLI::ExistingFile);
-  app.add_option("--pickscore", a.pickscore, "PickScore_v1 as a transformers CLIPModel folder")->check(CLI::ExistingDirectory);
-  app.add_option("--pickscore-tokenizer", a.pickscore_tokenizer, "its tokenizer folder (CLIP-ViT-H-14-laion2B's; default: --pickscore)")->check(CLI::ExistingDirectory);
-  app.add_option("--clip", a.clip, "the CLIP score's CLIPModel folder (openai/clip-vit-large-patch14)")->check(CLI::ExistingDirectory);
-  app.add_option("--clip-tokenizer", a.clip_tokenizer, "its tokenizer folder (default: --clip)")->check(CLI::ExistingDirectory);
-  app.add_option("--hps", a.hps, "HPS_v2.1_compressed.pt (or HPSv2's)")->check(CLI::ExistingFile);
-  app.add_option("--hps-config", a.hps_config, "the OpenCLIP model: a built-in name or its config JSON")->capture_default_str();
-  app.add_option("--hps-tokenizer", a.hps_tokenizer, "a CLIP BPE tokenizer folder (default: the teacher's tokenizer/)")->check(CLI::ExistingDirectory);
-  app.add_option("--aesthetic", a.aesthetic, "the aesthetic head, sac+logos+ava1-l14-linearMSE.pth")->check(CLI::ExistingFile);
-  app.add_option("--aesthetic-clip", a.aesthetic_clip, "CLIP ViT-L/14 as a transformers folder (openai/clip-vit-large-patch14)")->check(CLI::ExistingDirectory);
+  reward_files::add_options(app, a.rewards);
   app.add_option("--out", a.out, "output folder (a rerun resumes there)")->capture_default_str();
   app.add_option("--device", a.device, "cpu | cuda | cuda:N")->capture_default_str();
   app.add_option("--precision", a.precision, "fp32 | bf16 | fp16 (CUDA): the models' dtype, under autocast")

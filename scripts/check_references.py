@@ -20,7 +20,7 @@ ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.pat
 TEXT = re.compile(r"\.(hpp|h|cpp|cu|cuh|md|py|sh|cmake|txt|json)$|CMakeLists\.txt$|^\.ci/run$")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 MENTION = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w.-]+\.md)(#[\w-]+)?(?:\s*§\s*(\d+(?:\.\d+)*))?")
-# Files the programs write into their output folders: named in the code, not references.
+# Files the programs write into their output folders (in any folder): named in the code, not references.
 WRITTEN = {"report.md", "probe.md"}
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 
@@ -104,7 +104,7 @@ def main():
                 path, _, anchor = target.partition("#")
                 check(f, path, anchor or None, None, problems, i, m.group(0))
             for m in MENTION.finditer(line):
-                if m.group(1) in WRITTEN:
+                if os.path.basename(m.group(1)) in WRITTEN:  # in any output folder (OUT/report.md)
                     continue
                 check(f, m.group(1), (m.group(2) or "")[1:] or None, m.group(3), problems, i, m.group(0))
     for p in problems:

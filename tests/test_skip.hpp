@@ -3,8 +3,11 @@
 // prints a marker and returns, and ctest, which runs each test case in a process of its own, marks
 // a test whose output has the marker as skipped (SKIP_REGULAR_EXPRESSION, tests/CMakeLists.txt).
 #pragma once
-#include <catch2/catch.hpp>
+// LibTorch first: Debian's 1.13 pulls in glog, whose CHECK would replace Catch's if it came second
+// (a failing CHECK then aborts the process instead of being reported). The tests' precompiled header
+// has this order too; it matters where that is off.
 #include <torch/torch.h>
+#include <catch2/catch.hpp>
 
 #include <iostream>
 

@@ -1,10 +1,10 @@
 #pragma once
-// 05_text_to_image's evaluation: a fixed set of prompts × seeds, the generator's samples on it, their
-// reward (ClipReward's: exp(logit_scale) · cos(image, prompt)), CLIP score and diversity
-// (text2image/clip_metrics.hpp, with the reward's CLIP model, not a held-out one), and the sample grid
-// with the prompts as captions.
+// 05_text_to_image's evaluation: a fixed set of prompts × seeds, the generator's samples on it, the
+// trained reward (the weighted sum), every reward term's own score — the held-out ones (weight 0) are
+// the guards against reward hacking — the CLIP score and diversity (text2image/clip_metrics.hpp, with
+// the first CLIP-like term's model), and the sample grid with the prompts as captions.
 #include <diffinstruct/text2image/clip_metrics.hpp>
-#include <diffinstruct/text2image/clip_reward.hpp>
+#include <diffinstruct/text2image/prompt_rewards.hpp>
 #include <diffinstruct/text2image/prompt_encoder.hpp>
 #include <diffinstruct/util/image_grid_png.hpp>
 
@@ -49,23 +49,30 @@ inline EvalSet make_eval_set(const std::vector<std::string>& prompts, int64_t n_
 }
 
 struct EvalResult {
-  double reward = 0, clip_score = 0, diversity = 0;
+  double reward = 0, clip_score = NAN, diversity = NAN;        // reward: the trained weighted sum
+  std::vector<std::pair<std::string, double>> terms;           // every term's mean raw score
   torch::Tensor x0;      // [P·S, C, h, w] latents, float32 on the CPU
   torch::Tensor images;  // [P·S, 3, H, W] in [−1, 1], float32 on the CPU
 };
 
 /// The metrics of samples `x0` (the generator's on `e`).
-inline EvalResult score_samples(const torch::Tensor& x0, const EvalSet& e, t2i::ClipReward& reward) {
+inline EvalResult score_samples(const torch::Tensor& x0, const EvalSet& e, t2i::PromptRewards& rewards) {
   torch::NoGradGuard no_grad;
   EvalResult r;
   r.x0 = x0.to(torch::kCPU, torch::kFloat);
-  const auto pixels = reward.decode(x0);  // once: for the embeddings and for the grid
+  const auto pixels = rewards.decode(x0);  // once: for every term and for the grid
   r.images = pixels.to(torch::kCPU, torch::kFloat);
-  const auto image_embeds = reward.embed_pixels(pixels).to(torch::kCPU, torch::kFloat);  // unit norm
-  const auto text = e.condition.reward_text_embeds.to(torch::kCPU, torch::kFloat);
-  r.reward = reward.reward_of_embeddings(image_embeds, text).mean().item<double>();
-  r.clip_score = t2i::clip_score(image_embeds, text);
-  r.diversity = t2i::clip_diversity(image_embeds, static_cast<int64_t>(e.prompts.size()), e.seeds);
+  const auto& index = e.condition.prompt_index;
+  for (auto& [name, scores] : rewards.scores(pixels, index)) {
+    const double mean = scores.to(torch::kDouble).mean().item<double>();
+    r.terms.emplace_back(name, mean);
+    r.reward += rewards.weight(name) * mean;
+  }
+  const auto [image_embeds, text] = rewards.clip_embeddings(pixels, index);
+  if (image_embeds.defined()) {
+    r.clip_score = t2i::clip_score(image_embeds, text);
+    r.diversity = t2i::clip_diversity(image_embeds, static_cast<int64_t>(e.prompts.size()), e.seeds);
+  }
   return r;
 }
 

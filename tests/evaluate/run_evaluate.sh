@@ -8,9 +8,10 @@
 #   2. the teacher (4 DDIM steps, CFG 3) and two one-step generators (the UNet at t* 999; the teacher's
 #      UNet at t* 500, named) on 5 Parti-style prompts x 3 seeds, every metric;
 #   3. every score in metrics.csv against the originals' code on the PNGs (check_evaluate*.py);
-#   4. resume: a rerun generates nothing and writes the same metrics.csv; a metric added later is
+#   4. a generator given as 05_text_to_image's output folder scores as the same UNet given directly;
+#   5. resume: a rerun generates nothing and writes the same metrics.csv; a metric added later is
 #      scored from the PNGs without generating; a removed batch is generated again, to the same scores;
-#   5. refusals: other settings in --out, a prompt file that is not UTF-8, a missing generator folder,
+#   6. refusals: other settings in --out, a prompt file that is not UTF-8, a missing generator folder,
 #      a generator whose UNet does not fit the teacher's text encoders.
 set -euo pipefail
 py=$1 irpy=$2 exe=$3 work=$4
@@ -80,6 +81,22 @@ rm part/models/gen_unet/batch_00002.safetensors
 generated part3.log
 grep -q "unet (one step, t\* 999): 1 of 4 batches generated now" part3.log || { echo "expected one batch generated again"; cat part3.log; exit 1; }
 same_scores full part
+
+echo "== a generator given as 05_text_to_image's output folder (unet/ + one_step.json)"
+mkdir -p from05/generator && cp -r models/sd/unet from05/generator/unet
+printf '{"t_star": 500, "prediction_type": "epsilon"}\n' > from05/generator/one_step.json
+"$exe" --teacher models/sd --teacher-steps 0 --generator "teacher-at-500=from05/generator" --prompts prompts.tsv --seeds 3 --batch 4 \
+  "${clip_metrics[@]}" --out from05_out > from05.log
+"$py" - <<'PY'
+import csv
+full = [r for r in csv.DictReader(open("full/metrics.csv")) if r["model"] == "teacher-at-500"]
+ours = list(csv.DictReader(open("from05_out/metrics.csv")))
+assert len(full) == len(ours) == 15, (len(full), len(ours))
+for a, b in zip(full, ours):
+    for k in ("pickscore", "clip_score", "aesthetic"):
+        assert a[k] == b[k], (k, a[k], b[k])
+print("one_step.json's t* and prediction type give the scores of the same UNet named with t=500 (15 images)")
+PY
 
 echo "== refusals"
 expect_error() {  # expect_error PATTERN ARGS...

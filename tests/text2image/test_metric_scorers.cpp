@@ -1,11 +1,14 @@
 // The rewards as metrics (text2image/metric_scorers.hpp): 8-bit images scored as the reward models
 // score them, against the formulas on the same tiny CLIP; refusals; and the [cuda] twin. Parity with
-// the originals' own evaluation code on real PNGs is tests/evaluate/run_evaluate.sh.
+// the originals' own evaluation code on real PNGs is tests/evaluate/run_evaluate.sh. And several
+// rewards at once (text2image/prompt_rewards.hpp): the weighted sum and its gradient against the terms
+// computed one by one.
 #include "../test_skip.hpp"
 #include "../text/tiny_vocab.hpp"
 #include "tiny_parts.hpp"
 
 #include <diffinstruct/text2image/metric_scorers.hpp>
+#include <diffinstruct/text2image/prompt_rewards.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -97,4 +100,56 @@ TEST_CASE("[cuda] metric scorers with their models on the GPU match the CPU", "[
     // TF32 may be on for CUDA matrix products: about 1e-3 relative in a tiny tower.
     CHECK((a.score - b.score).abs().max().item<double>() < 5e-3 * (1 + a.score.abs().max().item<double>()));
   }
+}
+
+TEST_CASE("PromptRewards: the weighted sum of its terms through one decode, and its gradient, held-out terms only scored",
+          "[unit][text2image]") {
+  const std::vector<std::string> prompts = {"a cat", "a dog", "cat dog"};
+  auto clip = scorer_clip(torch::kCPU);
+  auto vae = tiny_t2i::tiny_vae();
+  vae->eval();
+  t2i::PromptRewards rewards(vae, prompts);
+  rewards.add_clip("pickscore", 0.7, clip, scorer_tokenizer(), t2i::pickscore_reward_options());
+  rewards.add_clip("hps", -2.0, clip, scorer_tokenizer(), t2i::hps_reward_options());
+  rewards.add_clip("clip_score", 0.0, clip, scorer_tokenizer(), t2i::clip_score_reward_options());  // held out
+  torch::manual_seed(5);
+  const auto x0 = torch::randn({3, 4, 2, 2}, torch::kDouble).to(torch::kFloat).requires_grad_(true);  // latents: 16 x 16 pixels
+  t2i::PromptCondition c;
+  c.prompt_index = torch::tensor({2, 0, 1}, torch::kLong);
+  const auto r = rewards(x0, c);
+  const auto g = torch::autograd::grad({r.sum()}, {x0})[0];
+  // Each term on its own, with the VAE inside the reward and the text embeddings given per row.
+  torch::Tensor text;
+  {
+    torch::NoGradGuard no_grad;
+    text = unit_rows(clip.text->forward(scorer_tokenizer().batch(prompts)).text_embeds).index_select(0, c.prompt_index);
+  }
+  t2i::PromptCondition with_text = c;
+  with_text.reward_text_embeds = text;
+  const auto x = x0.detach().clone().requires_grad_(true);
+  t2i::ClipReward pick(clip.vision, clip.logit_scale, vae, t2i::pickscore_reward_options());
+  t2i::ClipReward hps(clip.vision, clip.logit_scale, vae, t2i::hps_reward_options());
+  t2i::ClipReward score(clip.vision, clip.logit_scale, vae, t2i::clip_score_reward_options());
+  const auto expected = 0.7 * pick(x, with_text) - 2.0 * hps(x, with_text);
+  const auto expected_g = torch::autograd::grad({expected.sum()}, {x})[0];
+  CHECK((r - expected).abs().max().item<double>() < 1e-5 * (1 + expected.abs().max().item<double>()));
+  CHECK((g - expected_g).norm().item<double>() <= 1e-5 * expected_g.norm().item<double>());
+  CHECK(expected_g.norm().item<double>() > 0);
+  // Every term's raw score, the held-out one included.
+  const auto all = rewards.scores(rewards.decode(x0.detach()), c.prompt_index);
+  REQUIRE(all.size() == 3);
+  CHECK(all[2].first == "clip_score");
+  CHECK((all[2].second.to(torch::kDouble) - score(x.detach(), with_text).to(torch::kDouble)).abs().max().item<double>() < 1e-4);
+  CHECK(rewards.weight("clip_score") == 0);
+  CHECK_THAT(rewards.describe(), Catch::Contains("clip_score held out"));
+  // Refusals.
+  t2i::PromptCondition no_index;
+  CHECK_THROWS_WITH(rewards(x0, no_index), Catch::Contains("needs a prompt_index per row"));
+  c.prompt_index = torch::tensor({2, 0, 3}, torch::kLong);
+  CHECK_THROWS_WITH(rewards(x0, c), Catch::Contains("must lie in [0, 3)"));
+  CHECK_THROWS_WITH(rewards.add_clip("hps", 1.0, clip, scorer_tokenizer(), t2i::hps_reward_options()), Catch::Contains("two terms named 'hps'"));
+  t2i::PromptRewards none(vae, prompts);
+  none.add_clip("held", 0.0, clip, scorer_tokenizer(), t2i::pickscore_reward_options());
+  c.prompt_index = torch::tensor({0, 1, 2}, torch::kLong);
+  CHECK_THROWS_WITH(none(x0, c), Catch::Contains("no term has a weight"));
 }

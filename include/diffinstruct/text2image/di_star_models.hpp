@@ -45,7 +45,8 @@ namespace text2image {
 
 struct DiStarModelsOptions {
   DiStarModelsOptions(std::string teacher, std::string reward) : teacher_(std::move(teacher)), reward_(std::move(reward)) {}
-  /// The pipeline folder (teacher, VAE, text encoders, scheduler) and the CLIPModel folder of the reward.
+  /// The pipeline folder (teacher, VAE, text encoders, scheduler) and the CLIPModel folder of the
+  /// reward (empty: no CLIP reward loaded here; the run brings its own, text2image/prompt_rewards.hpp).
   TORCH_ARG(std::string, teacher);
   TORCH_ARG(std::string, reward);
   /// The reward's tokenizer folder, when the reward's folder has none (PickScore's: give CLIP-H's).
@@ -85,7 +86,8 @@ struct DiStarModels {
   models::AutoencoderKL vae{nullptr};                // the decoder only
   std::shared_ptr<PromptEncoder> encoder;
   std::shared_ptr<PromptSource> prompts;
-  std::optional<ClipReward> reward;
+  std::optional<ClipReward> reward;  // unset without a reward folder
+  models::ClipModelParts reward_clip;  // the reward's CLIP model (both towers); empty without one
   std::vector<int64_t> latent_shape;  // [C, h, w]
   int64_t height = 0, width = 0;      // pixels
 
@@ -163,11 +165,13 @@ inline DiStarModels load_di_star_models(const DiStarModelsOptions& o, const std:
   auto options = pipe.prompt_options(m.height, m.width).device(o.device()).dtype(torch::kFloat);
   timed(pipe.is_sdxl() ? "text encoders (2)" : "text encoder",
         [&] { m.encoder = std::make_shared<PromptEncoder>(pipe.text_encoders(frozen), options); });
-  models::ClipModelParts clip;
-  timed("reward CLIP model '" + o.reward() + "'", [&] { clip = models::load_clip_model(o.reward(), frozen, models::ClipTowers::kBoth); });
-  m.encoder->set_reward_text(text::ClipTokenizer::from_folder(o.reward_tokenizer().empty() ? o.reward() : o.reward_tokenizer()), clip.text);
+  if (!o.reward().empty()) {
+    auto& clip = m.reward_clip;
+    timed("reward CLIP model '" + o.reward() + "'", [&] { clip = models::load_clip_model(o.reward(), frozen, models::ClipTowers::kBoth); });
+    m.encoder->set_reward_text(text::ClipTokenizer::from_folder(o.reward_tokenizer().empty() ? o.reward() : o.reward_tokenizer()), clip.text);
+    m.reward.emplace(clip.vision, clip.logit_scale, m.vae);
+  }
   m.prompts = std::make_shared<PromptSource>(prompt_list, m.encoder);
-  m.reward.emplace(clip.vision, clip.logit_scale, m.vae);
   return m;
 }
 
