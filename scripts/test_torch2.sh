@@ -22,11 +22,13 @@ cmake -S . -B build-torch2 -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_STANDARD=20 -D
   -DCMAKE_PREFIX_PATH="$torch_dir/share/cmake" -DTorch_DIR="$torch_dir/share/cmake/Torch" \
   -DCMAKE_EXE_LINKER_FLAGS="$link_flags" \
   -DDIFFINSTRUCT_ORACLE_PYTHON="$(cd "$venv" && pwd)/bin/python" \
-  -DDIFFINSTRUCT_IMAGEREWARD_PYTHON="$(cd "${DIFFINSTRUCT_IMAGEREWARD_VENV:-.imagereward-venv}" && pwd)/bin/python" -DDIFFINSTRUCT_BUILD_TESTS=ON -DDIFFINSTRUCT_BUILD_EXAMPLES=ON -DDIFFINSTRUCT_ENABLE_CUDA=ON >/dev/null
+  -DDIFFINSTRUCT_IMAGEREWARD_PYTHON="$(cd "${DIFFINSTRUCT_IMAGEREWARD_VENV:-.imagereward-venv}" && pwd)/bin/python" \
+  -DDIFFINSTRUCT_OTHER_BUILD_DIR="$PWD/${DIFFINSTRUCT_BUILD_DIR:-build}" -DDIFFINSTRUCT_BUILD_TESTS=ON -DDIFFINSTRUCT_BUILD_EXAMPLES=ON -DDIFFINSTRUCT_ENABLE_CUDA=ON >/dev/null
 # What this pass adds to pass 1: the library, its unit tests, the tools and 05_text_to_image compiled
 # as C++20 against LibTorch 2.x and run there (APIs and numerics differ: the compatibility header, the
 # pinned trajectory's record for 2.x, c10d), the package config found with 2.x (consumers), and the
-# parity tests against the Python oracles, which run only here. What pass 1 proved and does not depend
+# parity tests against the Python oracles, which run only here — the reward parity tests and di_evaluate's
+# also with pass 1's programs (LibTorch 1.13), found in build/. What pass 1 proved and does not depend
 # on the LibTorch version is not done again: examples 01-04 (consumers of the same headers, built and
 # smoke-tested in pass 1) and the compile-time contract messages (the compiler's, not LibTorch's).
 # DIFFINSTRUCT_TORCH2_FULL=1 builds and runs everything.
