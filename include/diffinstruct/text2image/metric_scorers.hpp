@@ -27,6 +27,7 @@
 #include <diffinstruct/text/clip_tokenizer.hpp>
 #include <diffinstruct/text/wordpiece_tokenizer.hpp>
 #include <diffinstruct/text2image/clip_reward.hpp>
+#include <diffinstruct/text2image/prompt_encoder.hpp>
 
 #include <torch/torch.h>
 
@@ -104,16 +105,8 @@ class ClipSimilarityScorer : public MetricScorer {
                 "): the tokenizer has ", tokenizer.vocab_size(), " tokens, the text tower ", clip.text->config().vocab_size);
     scale_ = kind_.use_logit_scale ? std::exp(clip.logit_scale.to(torch::kDouble).item<double>()) : kind_.scale;
     TORCH_CHECK(std::isfinite(scale_), "diffinstruct::text2image::ClipSimilarityScorer: the scale is not finite");
-    torch::NoGradGuard no_grad;
-    auto text_tower = clip.text;  // a handle: the parts are shared, not copied
-    text_tower->eval();
     vision_->eval();
-    std::vector<torch::Tensor> parts;
-    for (size_t b = 0; b < prompts.size(); b += 32) {
-      const std::vector<std::string> chunk(prompts.begin() + static_cast<long>(b), prompts.begin() + static_cast<long>(std::min(prompts.size(), b + 32)));
-      parts.push_back(unit(text_tower->forward(tokenizer.batch(chunk).to(device_of(*text_tower))).text_embeds));
-    }
-    text_ = torch::cat(parts);
+    text_ = prompt_text_embeddings(clip.text, tokenizer, prompts).to(torch::kCPU);
   }
 
   const MetricInfo& info() const override { return kind_.info; }

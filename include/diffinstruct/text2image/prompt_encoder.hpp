@@ -47,6 +47,26 @@ struct PromptEncoderOptions {
   TORCH_ARG(c10::ScalarType, dtype) = torch::kFloat;
 };
 
+/// Unit-norm text embeddings [P, E] (float32, on the tower's device) of every prompt, through a text
+/// tower with a projection: the table a reward or metric looks its rows up in by prompt index.
+/// Computed without gradient, 32 prompts at a time.
+inline torch::Tensor prompt_text_embeddings(models::ClipTextModel text_tower, const text::ClipTokenizer& tokenizer,
+                                            const std::vector<std::string>& prompts) {
+  TORCH_CHECK(text_tower && text_tower->config().with_projection, "diffinstruct::text2image::prompt_text_embeddings: expected a text tower with a projection");
+  TORCH_CHECK(!prompts.empty(), "diffinstruct::text2image::prompt_text_embeddings: no prompts");
+  torch::NoGradGuard no_grad;
+  text_tower->eval();
+  const auto params = text_tower->parameters();
+  const auto device = params.empty() ? c10::Device(torch::kCPU) : params.front().device();
+  std::vector<torch::Tensor> parts;
+  for (size_t b = 0; b < prompts.size(); b += 32) {
+    const std::vector<std::string> chunk(prompts.begin() + static_cast<long>(b), prompts.begin() + static_cast<long>(std::min(prompts.size(), b + 32)));
+    const auto e = text_tower->forward(tokenizer.batch(chunk).to(device)).text_embeds.to(torch::kFloat);
+    parts.push_back(e / e.norm(2, -1, true));
+  }
+  return torch::cat(parts);
+}
+
 class PromptEncoder {
  public:
   explicit PromptEncoder(std::vector<UNetTextEncoder> unet_encoders, PromptEncoderOptions options = {})

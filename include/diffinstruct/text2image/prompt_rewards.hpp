@@ -30,6 +30,7 @@
 #include <diffinstruct/text2image/aesthetic_reward.hpp>
 #include <diffinstruct/text2image/clip_reward.hpp>
 #include <diffinstruct/text2image/image_reward_reward.hpp>
+#include <diffinstruct/text2image/prompt_encoder.hpp>
 
 #include <functional>
 #include <memory>
@@ -60,20 +61,8 @@ class PromptRewards {
                 tokenizer.vocab_size(), " tokens, the text tower ", clip.text->config().vocab_size);
     auto reward = std::make_shared<ClipReward>(clip.vision, clip.logit_scale, nullptr, ClipRewardOptions(options).label(term));
     auto text_tower = clip.text;  // a handle to the same module
-    text_tower->eval();
     for (auto& p : text_tower->parameters()) p.requires_grad_(false);
-    torch::Tensor table;  // [P, E] unit-norm, float32, on the towers' device
-    {
-      torch::NoGradGuard no_grad;
-      std::vector<torch::Tensor> parts;
-      const auto device = text_tower->parameters().front().device();
-      for (size_t b = 0; b < prompts_.size(); b += 32) {
-        const std::vector<std::string> chunk(prompts_.begin() + static_cast<long>(b), prompts_.begin() + static_cast<long>(std::min(prompts_.size(), b + 32)));
-        const auto e = text_tower->forward(tokenizer.batch(chunk).to(device)).text_embeds.to(torch::kFloat);
-        parts.push_back(e / e.norm(2, -1, true));
-      }
-      table = torch::cat(parts);
-    }
+    const auto table = prompt_text_embeddings(text_tower, tokenizer, prompts_);  // [P, E] on the tower's device
     Term t{term, weight, nullptr, nullptr, reward->modules()};
     t.score = [reward, table](const torch::Tensor& pixels, const torch::Tensor& index) {
       const auto image = reward->embed_pixels(pixels);
