@@ -50,10 +50,13 @@ struct GeneratorSpec {
   int64_t t_star = -1;  // −1: one_step.json's, else 999
 };
 
+/// A folder name from a model's name: lower-case letters and digits, every other run of characters one '_'.
 inline std::string slug_of(const std::string& s) {
   std::string out;
-  for (unsigned char ch : s) out += std::isalnum(ch) ? static_cast<char>(std::tolower(ch)) : (out.empty() || out.back() == '_' ? '\0' : '_');
-  out.erase(std::remove(out.begin(), out.end(), '\0'), out.end());
+  for (unsigned char ch : s) {
+    if (std::isalnum(ch)) out += static_cast<char>(std::tolower(ch));
+    else if (!out.empty() && out.back() != '_') out += '_';
+  }
   while (!out.empty() && out.back() == '_') out.pop_back();
   return out.empty() ? "model" : out.substr(0, 64);
 }

@@ -27,6 +27,7 @@
 #include <diffinstruct/text/clip_tokenizer.hpp>
 #include <diffinstruct/text/wordpiece_tokenizer.hpp>
 #include <diffinstruct/text2image/clip_reward.hpp>
+#include <diffinstruct/text2image/image_reward_reward.hpp>
 #include <diffinstruct/text2image/prompt_encoder.hpp>
 
 #include <torch/torch.h>
@@ -59,7 +60,7 @@ class MetricScorer {
   virtual ImageScores score(const torch::Tensor& images, const torch::Tensor& prompt_index) = 0;
 
  protected:
-  /// Checks the inputs and returns the indices as a vector of int64 (on the CPU).
+  /// Checks the inputs and returns the prompt indices as an int64 tensor on the CPU.
   static torch::Tensor check_inputs(const torch::Tensor& images, const torch::Tensor& prompt_index, int64_t prompts, const std::string& who) {
     TORCH_CHECK(images.defined() && images.dim() == 4 && images.size(1) == 3 && images.scalar_type() == torch::kByte && images.device().is_cpu(),
                 "diffinstruct::text2image::", who, ": expected uint8 images [B, 3, H, W] on the CPU, got ",
@@ -168,7 +169,7 @@ class ImageRewardScorer : public MetricScorer {
     TORCH_CHECK(!prompts.empty(), "diffinstruct::text2image::ImageRewardScorer: no prompts");
     TORCH_CHECK(tokenizer.vocab_size() <= model_->text_encoder->config().vocab_size, "diffinstruct::text2image::ImageRewardScorer: the tokenizer has ",
                 tokenizer.vocab_size(), " tokens, the model's BERT ", model_->text_encoder->config().vocab_size);
-    std::tie(ids_, mask_) = tokenizer.batch(prompts, /*ImageReward's max length*/ 35);
+    std::tie(ids_, mask_) = tokenizer.batch(prompts, ImageRewardReward::kMaxLength);
     model_->eval();
   }
   const MetricInfo& info() const override { return info_; }
