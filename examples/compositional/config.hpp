@@ -1,0 +1,64 @@
+#pragma once
+// The compositional miniature's settings: sizes of the models trained here (the library's real
+// CLIPTextModel / CLIPVisionModel, AutoencoderKL and UNet2DConditionModel, at toy widths) and the
+// budgets of every stage. The defaults are the demo's; --quick shrinks every budget for a smoke run.
+#include "stage_cache.hpp"
+
+#include <diffinstruct/data/idx.hpp>
+
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace compositional {
+
+struct Config {
+  std::string data_dir = diffinstruct::data::kDebianFashionMnistDir, out = "out/compositional";
+  uint64_t seed = 0;
+
+  // The evaluator's recogniser.
+  int64_t recogniser_steps = 1500;
+
+  // The tokenizer: BPE trained on this many sampled captions; captions padded to max_length tokens.
+  int64_t tokenizer_captions = 20000, max_length = 24;
+
+  // CLIP (the reward): both towers 64 wide, 2 layers, 4 heads; the vision tower sees 8×8 patches.
+  int64_t clip_width = 64, clip_layers = 2, clip_patch = 8;
+  int64_t clip_steps = 1500, clip_batch = 128;
+  double clip_lr = 5e-4;
+
+  // The VAE: 32×32×3 <-> 8×8×4, trained on quadrant crops (it is fully convolutional).
+  int64_t vae_steps = 800, vae_batch = 128;
+  double vae_lr = 1e-3, vae_kl = 1e-6;
+
+  // The teacher: a two-level UNet2DConditionModel on the latents, conditioned on CLIP's text states.
+  int64_t unet_width = 32;
+  int64_t teacher_steps = 3000, teacher_batch = 64;
+  double teacher_lr = 5e-4, cond_drop = 0.1, teacher_ema = 0.999;
+
+  // Evaluation: prompts with seen combinations and with held-out ones, each with this many seeds.
+  int64_t eval_prompts = 40, eval_seeds = 4;
+  std::vector<int64_t> teacher_steps_eval{10, 25};
+  std::vector<double> teacher_guidance{1.0, 3.0, 5.0};
+
+  void quick() {
+    recogniser_steps = 60, tokenizer_captions = 2000, clip_steps = 20, clip_batch = 32, vae_steps = 20, vae_batch = 32;
+    teacher_steps = 20, teacher_batch = 16, eval_prompts = 4, eval_seeds = 2, teacher_steps_eval = {4}, teacher_guidance = {1.0, 3.0};
+  }
+
+  std::string recogniser_settings() const { return fmt::format("recogniser steps={} seed={}", recogniser_steps, seed); }
+  std::string tokenizer_settings() const { return fmt::format("tokenizer captions={} max_length={} seed={}", tokenizer_captions, max_length, seed); }
+  std::string clip_settings() const {
+    return fmt::format("clip width={} layers={} patch={} steps={} batch={} lr={} seed={}", clip_width, clip_layers, clip_patch, clip_steps, clip_batch,
+                       clip_lr, seed);
+  }
+  std::string vae_settings() const { return fmt::format("vae steps={} batch={} lr={} kl={} seed={}", vae_steps, vae_batch, vae_lr, vae_kl, seed); }
+  std::string teacher_settings() const {
+    return fmt::format("teacher width={} steps={} batch={} lr={} cond_drop={} ema={} seed={}", unet_width, teacher_steps, teacher_batch, teacher_lr,
+                       cond_drop, teacher_ema, seed);
+  }
+};
+
+}  // namespace compositional
