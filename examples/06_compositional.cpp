@@ -16,6 +16,7 @@
 // Stages are cached in --out (a rerun resumes; the teacher resumes mid-training). Writes report.md,
 // metrics.json/.csv and captioned sample grids.
 
+#include "compositional/post_training.hpp"
 #include "compositional/report.hpp"
 #include "compositional/stage_cache.hpp"
 
@@ -34,7 +35,7 @@ namespace {
 struct Options {
   Config cfg;
   bool quick = false;
-  int threads = 0;
+  int threads = 1;  // on two cores, LibTorch 1.13's second OpenMP thread makes these small models slower, not faster
 };
 
 int parse_flags(int argc, char** argv, Options& o) {
@@ -51,7 +52,7 @@ int parse_flags(int argc, char** argv, Options& o) {
   app.add_option("--eval-prompts", c.eval_prompts, "evaluation prompts per half (seen / held-out combinations)")->check(CLI::Range(1, 10000));
   app.add_option("--eval-seeds", c.eval_seeds, "seeds per evaluation prompt")->check(CLI::Range(2, 1000));
   app.add_option("--seed", c.seed, "random seed")->check(CLI::NonNegativeNumber);
-  app.add_option("--threads", o.threads, "intra-op threads (0: every core)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", o.threads, "intra-op threads (0: every core; 1 is fastest for these small models on Debian's LibTorch)")->check(CLI::NonNegativeNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -118,6 +119,7 @@ void run(const Options& o) {
     auto parts = make_clip(cfg, tok);
     train_clip(parts, tok, train_bank, cfg);
     dm::save_pretrained(parts, tmp.string());
+    for (const char* f : {"vocab.json", "merges.txt", "tokenizer_config.json"}) fs::copy_file(tok_stage.dir / f, tmp / f);  // as the Hub's CLIP folders hold it
   });
   scorer.clip = dm::load_clip_model(clip_stage.dir.string());
   scorer.tokenizer = &tok;
@@ -170,6 +172,31 @@ void run(const Options& o) {
       write_grid(out / fmt::format("samples_teacher_{}steps_cfg{:g}.png", steps, g), x, set, r.name);
     }
 
+  // 7. One-step generators: the SIM init, then every post-training run from it.
+  const auto prompts = training_prompts(cfg);
+  const std::string upstream = " " + teacher_stage.dir.filename().string() + " " + clip_stage.dir.filename().string();
+  const PostRun init_run{"one-step init", "SIM distillation", "init", Divergence::kPseudoHuber, CfgPlace::kInside, 0.0, cfg.alpha_cfg,
+                         cfg.distill_steps, cfg.seed + 10};
+  const auto init_stage = cached_stage(out, "init", init_run.settings(cfg) + upstream, [&](const fs::path& tmp) {
+    train_generator(init_run, pipeline, clip_stage.dir, {}, prompts, cfg, tmp);
+  });
+  auto one_step_row = [&](const PostRun& run, const StageResult& stage) {
+    Row r{run.name, run.method, 1, 1 + run.alpha_cfg};
+    r.train_seconds = stage.seconds;
+    const auto x = evaluate_row(r, one_step_sampler(stage.dir, schedule, cfg), set, text, tok, vae, scorer);
+    fmt::print("{}: all correct {:.3f} (seen) / {:.3f} (held-out pairs), reward {:.2f}, FD {:.2f}, diversity {:.2f}\n", r.name, r.seen.all_correct,
+               r.held.all_correct, r.reward, r.all.fd, r.all.diversity);
+    rows.push_back(r);
+    write_grid(out / ("samples_" + run.slug + ".png"), x, set, r.name);
+  };
+  one_step_row(init_run, init_stage);
+  for (const auto& run : table_runs(cfg)) {
+    const auto stage = cached_stage(out, run.slug, run.settings(cfg) + " " + init_stage.dir.filename().string(), [&](const fs::path& tmp) {
+      train_generator(run, pipeline, clip_stage.dir, init_stage.dir, prompts, cfg, tmp);
+    });
+    one_step_row(run, stage);
+  }
+
   nlohmann::json report;
   report["config"] = {{"recogniser", cfg.recogniser_settings()}, {"tokenizer", cfg.tokenizer_settings()}, {"clip", cfg.clip_settings()},
                       {"vae", cfg.vae_settings()}, {"teacher", cfg.teacher_settings()}, {"eval_prompts_per_half", cfg.eval_prompts},
@@ -188,6 +215,7 @@ void run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines reach a log file as they happen
   Options o;
   if (const int status = parse_flags(argc, argv, o); status >= 0) return status;
   return di::run_program("06_compositional", [&] { run(o); });

@@ -120,7 +120,7 @@ inline void write_grid(const fs::path& path, const torch::Tensor& x, const EvalS
       rows.push_back(x.slice(0, first, first + set.seeds));
       labels.push_back((half ? "[held-out] " : "") + set.scenes[static_cast<size_t>(first)].caption());
     }
-  di::write_image_grid_png(path.string(), torch::stack(rows), labels, di::ImageGridOptions().title(title).label_width(300).zoom(3));
+  di::write_image_grid_png(path.string(), torch::stack(rows), labels, di::ImageGridOptions().title(title).label_width(520).zoom(3));
 }
 
 }  // namespace compositional

@@ -16,6 +16,7 @@
 #include <diffinstruct/util/progress_bar.hpp>
 
 #include <cmath>
+#include <map>
 
 namespace compositional {
 
@@ -89,9 +90,11 @@ inline void train_clip(dm::ClipModelParts& clip, const dtext::ClipTokenizer& tok
     ie = ie / ie.norm(2, -1, true);
     te = te / te.norm(2, -1, true);
     const auto logits = logit_scale.clamp_max(std::log(100.0)).exp() * ie.mm(te.t());
-    auto same = torch::zeros({cfg.clip_batch, cfg.clip_batch});
-    for (int64_t i = 0; i < cfg.clip_batch; ++i)
-      for (int64_t j = 0; j < cfg.clip_batch; ++j) same[i][j] = captions[static_cast<size_t>(i)] == captions[static_cast<size_t>(j)] ? 1.0 : 0.0;
+    std::map<std::string, int64_t> caption_id;
+    std::vector<int64_t> ids;
+    for (const auto& c : captions) ids.push_back(caption_id.emplace(c, static_cast<int64_t>(caption_id.size())).first->second);
+    const auto id = torch::tensor(ids);
+    const auto same = (id.unsqueeze(1) == id.unsqueeze(0)).to(torch::kFloat);
     const auto target = same / same.sum(1, true);
     const auto loss = -0.5 * ((target * torch::log_softmax(logits, 1)).sum(1).mean() + (target * torch::log_softmax(logits.t(), 1)).sum(1).mean());
     opt.zero_grad();

@@ -1,0 +1,118 @@
+#pragma once
+// The miniature's one-step generators, trained with the library's text-to-image API exactly as a
+// user with Stable Diffusion and PickScore folders would: text2image::load_di_star_models reads the
+// pipeline and CLIP folders the earlier stages wrote, text2image::with_roles builds the roles, and
+// DiStarTrainer runs the losses. Each generator is a UNet folder (the teacher's architecture run once
+// at t*, text2image::OneStepUNet), so the next run, di_evaluate and 05_text_to_image --generator load it.
+//
+//   init     SIM from the teacher's weights: pseudo-Huber + CFG inside, no reward (as 03's init)
+//   runs     from that init: DI* (CFG inside / outside / none), DI++ (KL + reward), SIM, DI (KL), and
+//            DI*-in and DI++ at other reward scales (the reward-hacking sweep)
+#include "evaluation.hpp"
+
+#include <diffinstruct/di_star.hpp>
+#include <diffinstruct/text2image/di_star_models.hpp>
+
+#include <set>
+
+namespace compositional {
+
+namespace t2i = diffinstruct::text2image;
+
+enum class Divergence { kPseudoHuber, kKL };
+enum class CfgPlace { kInside, kOutside, kNone };
+
+/// One post-training run: its losses and where it starts.
+struct PostRun {
+  std::string name, method, slug;
+  Divergence divergence = Divergence::kPseudoHuber;
+  CfgPlace cfg = CfgPlace::kInside;
+  double alpha_rew = 0, alpha_cfg = 0;
+  int64_t steps = 0;
+  uint64_t seed = 0;
+
+  std::string settings(const Config& cfg_) const {
+    return fmt::format("{} div={} cfg={} alpha_rew={} alpha_cfg={} steps={} batch={} K={} lr_gen={} lr_asst={} c={} t_star={} seed={}", slug,
+                       divergence == Divergence::kKL ? "kl" : "ph", static_cast<int>(cfg), alpha_rew, alpha_cfg, steps, cfg_.batch, cfg_.k,
+                       cfg_.lr_gen, cfg_.lr_asst, cfg_.c, cfg_.t_star, seed);
+  }
+};
+
+/// Training captions for the generators: distinct captions of seen-pair scenes.
+inline std::vector<std::string> training_prompts(const Config& cfg) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(cfg.seed + 41);
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (const auto& s : sample_scenes(cfg.train_prompts, gen, Combinations::kSeen))
+    if (seen.insert(s.caption()).second) out.push_back(s.caption());
+  return out;
+}
+
+/// Trains one generator from `init_unet` (a UNet folder; empty: the teacher's weights) and writes
+/// its UNet into `out_dir`. Returns the smoothed reward at the end.
+inline double train_generator(const PostRun& run, const fs::path& pipeline, const fs::path& clip_dir, const fs::path& init_unet,
+                              const std::vector<std::string>& prompts, const Config& cfg, const fs::path& out_dir) {
+  auto m = t2i::load_di_star_models(
+      t2i::DiStarModelsOptions(pipeline.string(), clip_dir.string()).generator(init_unet.empty() ? "" : init_unet.string()).t_star(cfg.t_star),
+      prompts);
+  const auto options = di::DiStarTrainerOptions()
+                           .batch_size(cfg.batch)
+                           .assistant_steps(cfg.k)
+                           .alpha_rew(run.alpha_rew)
+                           .generator_adam(di::AdamSettings(cfg.lr_gen))
+                           .assistant_adam(di::AdamSettings(cfg.lr_asst))
+                           .ema_decay(0)
+                           .seed(run.seed);
+  double smoothed = 0;
+  t2i::with_roles<di::EpsPrediction>(m, [&](auto generator, auto teacher, auto assistant) {
+    auto go = [&](auto divergence, auto guidance) {
+      using Trainer = di::DiStarTrainer<decltype(generator), decltype(teacher), decltype(assistant), t2i::PromptCondition, decltype(divergence),
+                                        decltype(guidance), t2i::ClipReward, di::DiscreteVPSchedule>;
+      Trainer trainer(std::move(generator), std::move(teacher), std::move(assistant), {divergence, guidance, *m.reward, *m.schedule},
+                      di::ConditionSource<t2i::PromptCondition>{*m.prompts, m.prompts->null_condition()}, m.latent_shape, options);
+      di::ProgressBar bar(run.slug, run.steps);
+      for (int64_t i = 0; i < run.steps; ++i) {
+        const di::StepStats s = trainer.step();
+        smoothed = i == 0 ? s.mean_reward : 0.95 * smoothed + 0.05 * s.mean_reward;
+        if (i % 10 == 0 || i + 1 == run.steps)
+          bar.update(i + 1, fmt::format("L_div {:+.4f}  DSM {:.3f}  reward {:.2f}  skipped {}", s.divergence_loss, s.assistant_loss, smoothed,
+                                        trainer.non_finite_total()));
+      }
+      bar.finish();
+    };
+    const di::AlphaCfg a(run.alpha_cfg);
+    if (run.divergence == Divergence::kKL) go(di::KL(), di::CfgInside(a));
+    else if (run.cfg == CfgPlace::kOutside) go(di::PseudoHuberScore(cfg.c), di::CfgOutside(a));
+    else if (run.cfg == CfgPlace::kNone) go(di::PseudoHuberScore(cfg.c), di::NoGuidance{});
+    else go(di::PseudoHuberScore(cfg.c), di::CfgInside(a));
+  });
+  dm::save_pretrained(m.generator_unet, out_dir.string());
+  return smoothed;
+}
+
+/// The generator in a UNet folder as a sampler of latents (one step at t*).
+inline Sampler one_step_sampler(const fs::path& unet_dir, const di::DiscreteVPSchedule& schedule, const Config& cfg) {
+  auto unet = dm::load_unet(unet_dir.string());
+  t2i::OneStepUNet g(unet, schedule, t2i::OneStepUNetOptions().timestep(cfg.t_star));
+  return [g](const torch::Tensor& z, const torch::Tensor& states) mutable { return g->forward(z, dm::TextCondition(states)); };
+}
+
+/// The main table's runs (all from the init).
+inline std::vector<PostRun> table_runs(const Config& cfg) {
+  const double ar = cfg.alpha_rew, ac = cfg.alpha_cfg;
+  const uint64_t s = cfg.seed + 20;
+  std::vector<PostRun> runs{
+      {"DI*-in", "PH + reward + CFG inside", "di_star_in", Divergence::kPseudoHuber, CfgPlace::kInside, ar, ac, cfg.post_steps, s},
+      {"DI*-out", "PH + reward + CFG outside", "di_star_out", Divergence::kPseudoHuber, CfgPlace::kOutside, ar, ac, cfg.post_steps, s},
+      {"DI* no CFG", "PH + reward", "di_star_nocfg", Divergence::kPseudoHuber, CfgPlace::kNone, ar, 0.0, cfg.post_steps, s},
+      {"DI++", "KL + reward + CFG inside", "di_plusplus", Divergence::kKL, CfgPlace::kInside, ar, ac, cfg.post_steps, s},
+      {"SIM", "PH + CFG inside", "sim", Divergence::kPseudoHuber, CfgPlace::kInside, 0.0, ac, cfg.post_steps, s},
+      {"DI", "KL + CFG inside", "di", Divergence::kKL, CfgPlace::kInside, 0.0, ac, cfg.post_steps, s},
+  };
+  for (double a : cfg.reward_sweep)
+    runs.push_back({fmt::format("DI*-in, a_rew = {:g}", a), "PH + reward + CFG inside", fmt::format("di_star_in_arew{:g}", a),
+                    Divergence::kPseudoHuber, CfgPlace::kInside, a, ac, cfg.post_steps, s});
+  return runs;
+}
+
+}  // namespace compositional

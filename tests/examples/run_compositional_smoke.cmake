@@ -1,0 +1,47 @@
+# Runs the compositional miniature with --quick (tiny budgets: the stages connect, the evaluator runs;
+# no result is checked), checks every promised output and that the pipeline folder it wrote is one
+# the library's tools read (di_evaluate samples its teacher and scores it with the CLIP it trained),
+# then reruns it and checks every stage comes from the cache.
+include(${CMAKE_CURRENT_LIST_DIR}/../run_step.cmake)
+file(REMOVE_RECURSE ${OUT})
+set(args --quick --out ${OUT} --threads 1)
+run_step("06_compositional --quick" ${EXE} ${args})
+require_files(${OUT} report.md metrics.json metrics.csv samples_test_images.png samples_teacher_4steps_cfg1.png samples_teacher_4steps_cfg3.png
+              samples_init.png samples_di_star_in.png samples_di_star_out.png samples_di_star_nocfg.png samples_di_plusplus.png samples_sim.png
+              samples_di.png samples_di_star_in_arew3.png
+              pipeline/model_index.json pipeline/unet/config.json pipeline/unet/diffusion_pytorch_model.safetensors pipeline/vae/config.json
+              pipeline/text_encoder/config.json pipeline/text_encoder/model.safetensors pipeline/tokenizer/vocab.json pipeline/tokenizer/merges.txt
+              pipeline/scheduler/scheduler_config.json)
+file(READ ${OUT}/metrics.json json)
+string(JSON n LENGTH "${json}" rows)
+if(NOT n EQUAL 11)  # test images, the teacher at 4 steps with CFG 1 and 3, the init, 6 methods, 1 extra reward scale
+  message(FATAL_ERROR "metrics.json lists ${n} rows, expected 11")
+endif()
+# The test images through the exact evaluator: position and colour are read back exactly.
+foreach(key position colour layout)
+  string(JSON v GET "${json}" rows 0 all ${key})
+  if(NOT v EQUAL 1)
+    message(FATAL_ERROR "the test images' ${key} accuracy is ${v}, expected 1 (the evaluator reads it exactly)")
+  endif()
+endforeach()
+# Every generator is a UNet folder (what di_evaluate --generator and 05_text_to_image --generator read).
+file(GLOB generators ${OUT}/init_*/config.json ${OUT}/di_plusplus_*/diffusion_pytorch_model.safetensors)
+list(LENGTH generators n_generators)
+if(NOT n_generators EQUAL 2)
+  message(FATAL_ERROR "expected the init and DI++ UNet folders, found: ${generators}")
+endif()
+file(GLOB clip_dir LIST_DIRECTORIES true ${OUT}/clip_*)
+file(WRITE ${OUT}/prompts.txt "a red sneaker in the top left\na blue bag to the right of a yellow shirt\n")
+run_step("di_evaluate on the miniature's pipeline" ${EVALUATE} --teacher ${OUT}/pipeline --teacher-steps 2 --guidance 3 --prompts ${OUT}/prompts.txt
+         --seeds 2 --clip ${clip_dir} --out ${OUT}/evaluate)
+require_files(${OUT}/evaluate report.md metrics.json)
+execute_process(COMMAND ${EXE} ${args} RESULT_VARIABLE rc OUTPUT_VARIABLE out2 ERROR_VARIABLE err2)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "rerun failed (${rc}):\n${out2}\n${err2}")
+endif()
+string(REGEX MATCHALL ": cached " hits "${out2}")
+list(LENGTH hits n_cached)
+if(NOT n_cached EQUAL 13)  # recogniser, tokenizer, CLIP, VAE, teacher, init, 7 post-trained generators
+  message(FATAL_ERROR "rerun took ${n_cached} stages from the cache, expected 13:\n${out2}")
+endif()
+message(STATUS "miniature outputs complete, its pipeline read by di_evaluate; rerun fully cached")
