@@ -181,9 +181,9 @@ void run(const Options& o) {
     train_generator(init_run, pipeline, clip_stage.dir, {}, prompts, cfg, tmp);
   });
   auto one_step_row = [&](const PostRun& run, const StageResult& stage) {
-    Row r{run.name, run.method, 1, 1 + run.alpha_cfg};
+    Row r{run.name, run.method, std::max<int64_t>(1, static_cast<int64_t>(run.timesteps.size())), 1 + run.alpha_cfg};
     r.train_seconds = stage.seconds;
-    const auto x = evaluate_row(r, one_step_sampler(stage.dir, schedule, cfg), set, text, tok, vae, scorer);
+    const auto x = evaluate_row(r, generator_sampler(stage.dir, schedule, cfg, run.timesteps, cfg.seed + 555), set, text, tok, vae, scorer);
     fmt::print("{}: all correct {:.3f} (seen) / {:.3f} (held-out pairs), reward {:.2f}, FD {:.2f}, diversity {:.2f}\n", r.name, r.seen.all_correct,
                r.held.all_correct, r.reward, r.all.fd, r.all.diversity);
     rows.push_back(r);

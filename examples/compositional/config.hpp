@@ -45,6 +45,8 @@ struct Config {
   int64_t distill_steps = 400, post_steps = 200, batch = 32, k = 1;
   double lr_gen = 1e-4, lr_asst = 5e-4, c = 1.0, alpha_cfg = 2.0, alpha_rew = 1.0;
   std::vector<double> reward_sweep{0.3, 3.0, 10.0};  // extra DI*-in runs: where reward hacking starts
+  // Few-step generators (DMD2's spacing): each a DI*-in run of a K-step generator from the init.
+  std::vector<std::vector<int64_t>> few_step_timesteps{{999, 499}, {999, 749, 499, 249}};
 
   // Evaluation: prompts with seen combinations and with held-out ones, each with this many seeds.
   int64_t eval_prompts = 40, eval_seeds = 4;
@@ -54,7 +56,7 @@ struct Config {
   void quick() {
     recogniser_steps = 60, tokenizer_captions = 2000, clip_steps = 20, clip_batch = 32, vae_steps = 20, vae_batch = 32;
     teacher_steps = 20, teacher_batch = 16, eval_prompts = 4, eval_seeds = 2, teacher_steps_eval = {4}, teacher_guidance = {1.0, 3.0};
-    train_prompts = 50, distill_steps = 2, post_steps = 2, batch = 4, reward_sweep = {3.0};
+    train_prompts = 50, distill_steps = 2, post_steps = 2, batch = 4, reward_sweep = {3.0}, few_step_timesteps = {{999, 499}};
   }
 
   std::string recogniser_settings() const { return fmt::format("recogniser steps={} seed={}", recogniser_steps, seed); }

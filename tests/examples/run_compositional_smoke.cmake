@@ -8,14 +8,14 @@ set(args --quick --out ${OUT} --threads 1)
 run_step("06_compositional --quick" ${EXE} ${args})
 require_files(${OUT} report.md metrics.json metrics.csv samples_test_images.png samples_teacher_4steps_cfg1.png samples_teacher_4steps_cfg3.png
               samples_init.png samples_di_star_in.png samples_di_star_out.png samples_di_star_nocfg.png samples_di_plusplus.png samples_sim.png
-              samples_di.png samples_di_star_in_arew3.png
+              samples_di.png samples_di_star_in_arew3.png samples_di_star_in_2step.png
               pipeline/model_index.json pipeline/unet/config.json pipeline/unet/diffusion_pytorch_model.safetensors pipeline/vae/config.json
               pipeline/text_encoder/config.json pipeline/text_encoder/model.safetensors pipeline/tokenizer/vocab.json pipeline/tokenizer/merges.txt
               pipeline/scheduler/scheduler_config.json)
 file(READ ${OUT}/metrics.json json)
 string(JSON n LENGTH "${json}" rows)
-if(NOT n EQUAL 11)  # test images, the teacher at 4 steps with CFG 1 and 3, the init, 6 methods, 1 extra reward scale
-  message(FATAL_ERROR "metrics.json lists ${n} rows, expected 11")
+if(NOT n EQUAL 12)  # test images, the teacher at 4 steps with CFG 1 and 3, the init, 6 methods, a 2-step DI*, 1 extra reward scale
+  message(FATAL_ERROR "metrics.json lists ${n} rows, expected 12")
 endif()
 # The test images through the exact evaluator: position and colour are read back exactly.
 foreach(key position colour layout)
@@ -41,7 +41,7 @@ if(NOT rc EQUAL 0)
 endif()
 string(REGEX MATCHALL ": cached " hits "${out2}")
 list(LENGTH hits n_cached)
-if(NOT n_cached EQUAL 13)  # recogniser, tokenizer, CLIP, VAE, teacher, init, 7 post-trained generators
-  message(FATAL_ERROR "rerun took ${n_cached} stages from the cache, expected 13:\n${out2}")
+if(NOT n_cached EQUAL 14)  # recogniser, tokenizer, CLIP, VAE, teacher, init, 8 post-trained generators
+  message(FATAL_ERROR "rerun took ${n_cached} stages from the cache, expected 14:\n${out2}")
 endif()
 message(STATUS "miniature outputs complete, its pipeline read by di_evaluate; rerun fully cached")
