@@ -88,7 +88,10 @@ void with_losses(const PostRun& run, const Config& cfg, F&& f) {
 inline double train_generator(const PostRun& run, const fs::path& pipeline, const fs::path& clip_dir, const fs::path& init_unet,
                               const std::vector<std::string>& prompts, const Config& cfg, const fs::path& out_dir) {
   auto m = t2i::load_di_star_models(
-      t2i::DiStarModelsOptions(pipeline.string(), clip_dir.string()).generator(init_unet.empty() ? "" : init_unet.string()).t_star(cfg.t_star),
+      t2i::DiStarModelsOptions(pipeline.string(), clip_dir.string())
+          .reward_tokenizer((pipeline / "tokenizer").string())  // CLIP and the pipeline share the caption tokenizer
+          .generator(init_unet.empty() ? "" : init_unet.string())
+          .t_star(cfg.t_star),
       prompts);
   auto options = di::DiStarTrainerOptions()
                      .batch_size(cfg.batch)
