@@ -29,7 +29,7 @@ cmake -S . -B build-torch2 -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_STANDARD=20 -D
 # pinned trajectory's record for 2.x, c10d), the package config found with 2.x (consumers), and the
 # parity tests against the Python oracles, which run only here — the reward parity tests and di_evaluate's
 # also with pass 1's programs (LibTorch 1.13), found in build/. What pass 1 proved and does not depend
-# on the LibTorch version is not done again: examples 01-04 (consumers of the same headers, built and
+# on the LibTorch version is not done again: examples 01-04 and 06 (consumers of the same headers, built and
 # smoke-tested in pass 1) and the compile-time contract messages (the compiler's, not LibTorch's).
 # DIFFINSTRUCT_TORCH2_FULL=1 builds and runs everything.
 if [ "${DIFFINSTRUCT_TORCH2_FULL:-0}" = 1 ]; then
@@ -40,7 +40,7 @@ else
     05_text_to_image di_evaluate $(grep -q '^dp_worker:' build-torch2/Makefile 2>/dev/null && echo dp_worker)
   # The consumer built by add_subdirectory tests CMake logic that does not depend on the LibTorch
   # version; find_package (the package config found with 2.x) runs here.
-  skip='^(compile-fail|compile-ok): |^example: 0[1-4]_|^consumer: add_subdirectory'
+  skip='^(compile-fail|compile-ok): |^example: 0[1-46]_|^consumer: add_subdirectory'
 fi
 cd build-torch2
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
