@@ -6,6 +6,7 @@
 // Both are written as diffusers folders; with the tokenizer, the text encoder and the scheduler they
 // make a text-to-image pipeline folder that 05_text_to_image and di_evaluate load like any other.
 #include "text_stack.hpp"
+#include "../common/training_state.hpp"
 
 #include <diffinstruct/models/autoencoder_kl.hpp>
 #include <diffinstruct/models/scheduler_config.hpp>
@@ -99,16 +100,7 @@ inline dm::UNet2DConditionModel train_teacher(const ItemBank& bank, dm::ClipText
   torch::optim::Adam opt(unet->parameters(), torch::optim::AdamOptions(cfg.teacher_lr));
   int64_t start = 0;
   if (fs::exists(resume_file)) {
-    torch::serialize::InputArchive ar, a_net, a_opt;
-    ar.load_from(resume_file.string());
-    ar.read("net", a_net);
-    ar.read("opt", a_opt);
-    unet->load(a_net);
-    opt.load(a_opt);
-    for (size_t i = 0; i < averaged.shadow().size(); ++i) ar.read("ema_" + std::to_string(i), averaged.shadow()[i]);
-    torch::Tensor step;
-    ar.read("step", step);
-    start = step.item<int64_t>();
+    start = examples_common::load_training_state(resume_file.string(), *unet, opt, averaged);
     fmt::print("teacher: resuming at step {} from {}\n", start, resume_file.string());
   }
   const auto empty = encode_captions(text, tok, {""});
@@ -136,19 +128,8 @@ inline dm::UNet2DConditionModel train_teacher(const ItemBank& bank, dm::ClipText
     averaged.update(unet->parameters());
     smoothed = step == start ? loss.item<double>() : 0.98 * smoothed + 0.02 * loss.item<double>();
     if (step % 10 == 0 || step + 1 == cfg.teacher_steps) bar.update(step + 1, fmt::format("loss {:.4f}", smoothed));
-    if ((step + 1) % 500 == 0 && step + 1 < cfg.teacher_steps) {
-      torch::serialize::OutputArchive ar, a_net, a_opt;
-      unet->save(a_net);
-      opt.save(a_opt);
-      ar.write("net", a_net);
-      ar.write("opt", a_opt);
-      for (size_t i = 0; i < averaged.shadow().size(); ++i) ar.write("ema_" + std::to_string(i), averaged.shadow()[i]);
-      ar.write("step", torch::tensor(step + 1));
-      di::io::replace_file_atomically(resume_file.string(), [&](const std::string& tmp) {
-        ar.save_to(tmp);
-        di::io::fsync_file(tmp, resume_file.string());
-      }, 1, "the teacher's partial training");
-    }
+    if ((step + 1) % 500 == 0 && step + 1 < cfg.teacher_steps)
+      examples_common::save_training_state(resume_file.string(), *unet, opt, averaged, step + 1, "the teacher's partial training");
   }
   bar.finish();
   averaged.swap(unet->parameters());

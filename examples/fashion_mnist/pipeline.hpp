@@ -3,6 +3,7 @@
 // settings it depends on, so a rerun skips what is done and a changed setting retrains only what it
 // touches. The teacher (the longest stage) also keeps a partial checkpoint and resumes from it.
 #include "models.hpp"
+#include "../common/training_state.hpp"
 
 #include <diffinstruct/io/atomic_file.hpp>
 #include <diffinstruct/data/idx.hpp>
@@ -111,17 +112,7 @@ inline TinyUNet train_teacher(const Data& data, const Config& cfg, const di::Cos
   const fs::path partial = path.string() + ".partial";
   int64_t start = 0;
   if (fs::exists(partial)) {
-    torch::serialize::InputArchive ar;
-    ar.load_from(partial.string());
-    torch::serialize::InputArchive a_net, a_opt;
-    ar.read("net", a_net);
-    ar.read("opt", a_opt);
-    net->load(a_net);
-    opt.load(a_opt);
-    for (size_t i = 0; i < averaged.shadow().size(); ++i) ar.read("ema_" + std::to_string(i), averaged.shadow()[i]);
-    torch::Tensor step;
-    ar.read("step", step);
-    start = step.item<int64_t>();
+    start = examples_common::load_training_state(partial.string(), *net, opt, averaged);
     fmt::print("teacher: resuming at step {} from {}\n", start, partial.string());
   }
   const int64_t n = data.train_x.size(0);
@@ -144,19 +135,8 @@ inline TinyUNet train_teacher(const Data& data, const Config& cfg, const di::Cos
     averaged.update(net->parameters());
     smoothed = step == start ? loss.item<double>() : 0.98 * smoothed + 0.02 * loss.item<double>();
     if (step % 20 == 0 || step + 1 == cfg.teacher_steps) bar.update(step + 1, fmt::format("loss {:.4f}", smoothed));
-    if ((step + 1) % 500 == 0 && step + 1 < cfg.teacher_steps) {
-      torch::serialize::OutputArchive ar, a_net, a_opt;
-      net->save(a_net);
-      opt.save(a_opt);
-      ar.write("net", a_net);
-      ar.write("opt", a_opt);
-      for (size_t i = 0; i < averaged.shadow().size(); ++i) ar.write("ema_" + std::to_string(i), averaged.shadow()[i]);
-      ar.write("step", torch::tensor(step + 1));
-      di::io::replace_file_atomically(partial.string(), [&](const std::string& tmp) {
-        ar.save_to(tmp);
-        di::io::fsync_file(tmp, partial.string());
-      }, 1, "the teacher's partial training");
-    }
+    if ((step + 1) % 500 == 0 && step + 1 < cfg.teacher_steps)
+      examples_common::save_training_state(partial.string(), *net, opt, averaged, step + 1, "the teacher's partial training");
   }
   bar.finish();
   averaged.swap(net->parameters());  // the teacher is the averaged network

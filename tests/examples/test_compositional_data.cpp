@@ -3,6 +3,7 @@
 // position and colour back exactly from real rendered images — and rejects images that moved an item,
 // recoloured it, dropped it, or added one (the negative controls). The recogniser learns classes well
 // above chance in a short run.
+#include "common/training_state.hpp"
 #include "compositional/measure.hpp"
 
 #include "../test_skip.hpp"
@@ -114,4 +115,33 @@ TEST_CASE("compositional evaluator: exact on real images, negative controls fail
   CHECK(rc.layout == 0.0);
   CHECK_THROWS_WITH(ev.score(real.slice(0, 0, 3), scenes, seeds), Catch::Contains("3 images for 80 scenes"));
   CHECK_THROWS_WITH(ev.score(real * std::nan(""), scenes, seeds), Catch::Contains("not finite"));
+}
+
+TEST_CASE("examples' training state: network, optimizer, EMA and step read back as written", "[examples]") {
+  torch::manual_seed(2);
+  torch::nn::Linear net(3, 2);
+  torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(1e-2));
+  diffinstruct::ExponentialMovingAverage ema(net->parameters(), 0.9);
+  for (int i = 0; i < 3; ++i) {  // some optimizer state and a shadow that differs from the weights
+    opt.zero_grad();
+    net(torch::randn({4, 3})).pow(2).sum().backward();
+    opt.step();
+    ema.update(net->parameters());
+  }
+  const std::string path = std::string(DIFFINSTRUCT_TEST_TMPDIR) + "/training_state.pt";
+  examples_common::save_training_state(path, *net, opt, ema, 3, "a test's training state");
+  torch::nn::Linear net2(3, 2);
+  torch::optim::Adam opt2(net2->parameters(), torch::optim::AdamOptions(1e-2));
+  diffinstruct::ExponentialMovingAverage ema2(net2->parameters(), 0.9);
+  CHECK(examples_common::load_training_state(path, *net2, opt2, ema2) == 3);
+  CHECK(torch::equal(net2->weight, net->weight));
+  CHECK(torch::equal(ema2.shadow()[0], ema.shadow()[0]));
+  // The next step is the same step: the optimizer's moments came back too.
+  const auto x = torch::randn({4, 3});
+  for (auto* p : {&opt, &opt2}) p->zero_grad();
+  net(x).pow(2).sum().backward();
+  net2(x).pow(2).sum().backward();
+  opt.step();
+  opt2.step();
+  CHECK(torch::equal(net2->weight, net->weight));
 }

@@ -346,6 +346,24 @@ inline JsonValue parse_json(const std::string& text, const std::string& what, in
   return JsonParser(text, what, max_depth).parse();
 }
 
+/// `v` as a JSON number that reads back as the same double, with a decimal point where it is
+/// integral (so that Python reads a float, as the config files written by diffusers hold).
+inline std::string json_number(double v) {
+  TORCH_CHECK(std::isfinite(v), "diffinstruct::io::json_number: JSON has no ", v);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  std::string s = buf;
+  if (s.find_first_of(".eE") == std::string::npos) s += ".0";
+  return s;
+}
+
+/// A JSON array of integers, "[1, 2, 3]".
+inline std::string json_ints(const std::vector<int64_t>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
 /// `s` as a JSON string literal, quotes included.
 inline std::string json_quote(const std::string& s) {
   std::string out = "\"";
@@ -367,6 +385,13 @@ inline std::string json_quote(const std::string& s) {
     }
   }
   return out + "\"";
+}
+
+/// A JSON array of strings, "[\"a\", \"b\"]".
+inline std::string json_strings(const std::vector<std::string>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + json_quote(v[i]);
+  return s + "]";
 }
 
 } // namespace io

@@ -21,16 +21,6 @@ namespace diffinstruct {
 namespace models {
 namespace detail {
 
-/// A JSON number that reads back as the same double (and as a float where it is integral).
-inline std::string json_number(double v) {
-  std::ostringstream o;
-  o.precision(17);
-  o << v;
-  std::string s = o.str();
-  if (s.find_first_of(".eE") == std::string::npos) s += ".0";
-  return s;
-}
-
 /// The keys one CLIP tower's config shares with transformers' (text or vision), without braces.
 inline std::string clip_text_keys(const ClipTextConfig& c, const std::string& indent) {
   std::ostringstream o;
@@ -43,7 +33,7 @@ inline std::string clip_text_keys(const ClipTextConfig& c, const std::string& in
     << indent << "\"num_attention_heads\": " << c.num_attention_heads << ",\n"
     << indent << "\"max_position_embeddings\": " << c.max_position_embeddings << ",\n"
     << indent << "\"hidden_act\": " << io::json_quote(c.hidden_act) << ",\n"
-    << indent << "\"layer_norm_eps\": " << json_number(c.layer_norm_eps) << ",\n"
+    << indent << "\"layer_norm_eps\": " << io::json_number(c.layer_norm_eps) << ",\n"
     << indent << "\"bos_token_id\": " << c.bos_token_id << ",\n"
     << indent << "\"eos_token_id\": " << c.eos_token_id << ",\n"
     << indent << "\"pad_token_id\": " << c.pad_token_id << "\n";
@@ -62,7 +52,7 @@ inline std::string clip_vision_keys(const ClipVisionConfig& c, const std::string
     << indent << "\"image_size\": " << c.image_size << ",\n"
     << indent << "\"patch_size\": " << c.patch_size << ",\n"
     << indent << "\"hidden_act\": " << io::json_quote(c.hidden_act) << ",\n"
-    << indent << "\"layer_norm_eps\": " << json_number(c.layer_norm_eps) << "\n";
+    << indent << "\"layer_norm_eps\": " << io::json_number(c.layer_norm_eps) << "\n";
   return o.str();
 }
 
@@ -112,23 +102,15 @@ inline void save_pretrained(const AutoencoderKL& vae, const std::string& dir) {
   std::filesystem::create_directories(dir);
   const auto& c = vae->config();
   io::save_safetensors(*vae, (std::filesystem::path(dir) / "diffusion_pytorch_model.safetensors").string());
-  auto strs = [](const std::vector<std::string>& v) {
-    std::string s = "[";
-    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + io::json_quote(v[i]);
-    return s + "]";
-  };
-  std::string channels = "[";
-  for (size_t i = 0; i < c.block_out_channels.size(); ++i) channels += (i ? ", " : "") + std::to_string(c.block_out_channels[i]);
-  channels += "]";
   std::ostringstream o;
   o << "{\n  \"_class_name\": \"AutoencoderKL\",\n"
     << "  \"in_channels\": " << c.in_channels << ",\n  \"out_channels\": " << c.out_channels << ",\n"
-    << "  \"down_block_types\": " << strs(c.down_block_types) << ",\n  \"up_block_types\": " << strs(c.up_block_types) << ",\n"
-    << "  \"block_out_channels\": " << channels << ",\n  \"layers_per_block\": " << c.layers_per_block << ",\n"
+    << "  \"down_block_types\": " << io::json_strings(c.down_block_types) << ",\n  \"up_block_types\": " << io::json_strings(c.up_block_types) << ",\n"
+    << "  \"block_out_channels\": " << io::json_ints(c.block_out_channels) << ",\n  \"layers_per_block\": " << c.layers_per_block << ",\n"
     << "  \"act_fn\": " << io::json_quote(c.act_fn) << ",\n  \"latent_channels\": " << c.latent_channels << ",\n"
     << "  \"norm_num_groups\": " << c.norm_num_groups << ",\n  \"sample_size\": " << c.sample_size << ",\n"
-    << "  \"scaling_factor\": " << detail::json_number(c.scaling_factor) << ",\n"
-    << (c.has_shift_factor ? "  \"shift_factor\": " + detail::json_number(c.shift_factor) + ",\n" : std::string())
+    << "  \"scaling_factor\": " << io::json_number(c.scaling_factor) << ",\n"
+    << (c.has_shift_factor ? "  \"shift_factor\": " + io::json_number(c.shift_factor) + ",\n" : std::string())
     << "  \"use_quant_conv\": " << (c.use_quant_conv ? "true" : "false") << ",\n"
     << "  \"use_post_quant_conv\": " << (c.use_post_quant_conv ? "true" : "false") << ",\n"
     << "  \"mid_block_add_attention\": " << (c.mid_block_add_attention ? "true" : "false") << ",\n"

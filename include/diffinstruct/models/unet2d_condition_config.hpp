@@ -159,24 +159,9 @@ struct UNet2DConditionConfig {
   /// The config.json diffusers' `UNet2DConditionModel.from_pretrained` reads back into this model.
   std::string to_json() const {
     std::ostringstream os;
-    auto strs = [](const std::vector<std::string>& v) {
-      std::string s = "[";
-      for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + io::json_quote(v[i]);
-      return s + "]";
-    };
-    auto ints = [](const std::vector<int64_t>& v) {
-      std::string s = "[";
-      for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
-      return s + "]";
-    };
-    auto num = [](double v) {
-      std::ostringstream o;
-      o.precision(17);
-      o << v;
-      std::string s = o.str();
-      if (s.find_first_of(".eE") == std::string::npos) s += ".0";
-      return s;
-    };
+    const auto strs = io::json_strings;
+    const auto ints = io::json_ints;
+    const auto num = io::json_number;
     auto opt_str = [](const std::string& s) { return s.empty() ? std::string("null") : io::json_quote(s); };
     auto opt_int = [](int64_t v) { return v > 0 ? std::to_string(v) : std::string("null"); };
     os << "{\n"
