@@ -128,7 +128,6 @@ struct PromptFollowing {
   double layout = 0;                         // exactly the requested quadrants occupied (over images)
   double all_correct = 0;                    // layout, and every item's colour and class (over images)
   double fd = 0, diversity = 0;
-  torch::Tensor per_image_all;               // [B] bool: all_correct per image
   torch::Tensor item_features;               // [items, 64]: the requested items' crops, in scene order
 };
 
@@ -151,8 +150,9 @@ struct Evaluator {
     TORCH_CHECK(torch::isfinite(x).all().item<bool>(), "compositional: the images to evaluate are not finite");
     const auto crops = quadrant_crops(x);
     const auto bright = quadrant_brightness(x), colours = quadrant_colours(x);
-    const auto classes = recogniser(crops.reshape({b * kQuadrants, 3, kCell, kCell})).argmax(1).view({b, kQuadrants});
-    const auto feats = recogniser->embed(crops.reshape({b * kQuadrants, 3, kCell, kCell})).view({b, kQuadrants, -1});
+    const auto flat_feats = recogniser->embed(crops.reshape({b * kQuadrants, 3, kCell, kCell}));  // once: classes and FD share it
+    const auto classes = recogniser->head(flat_feats).argmax(1).view({b, kQuadrants});
+    const auto feats = flat_feats.view({b, kQuadrants, -1});
     const auto occupied = bright > threshold;
     auto acc_b = bright.accessor<float, 2>();
     auto occ = occupied.accessor<bool, 2>();
@@ -161,7 +161,6 @@ struct Evaluator {
     PromptFollowing r;
     int64_t items = 0;
     std::vector<torch::Tensor> item_feats, image_feats;
-    r.per_image_all = torch::zeros({b}, torch::kBool);
     for (int64_t i = 0; i < b; ++i) {
       const Scene& s = scenes[static_cast<size_t>(i)];
       // The layout that holds more mass, when the caption allows two.
@@ -193,7 +192,6 @@ struct Evaluator {
       }
       r.layout += layout_ok;
       r.all_correct += all;
-      r.per_image_all[i] = all;
       image_feats.push_back(torch::cat(mine));
     }
     r.position /= static_cast<double>(items), r.colour /= static_cast<double>(items), r.cls /= static_cast<double>(items);
