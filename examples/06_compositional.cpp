@@ -12,13 +12,18 @@
 //                  condition dropout for CFG; stages 2-5 make a diffusers pipeline folder (out/pipeline)
 //   6. evaluate    real test images and the teacher (DDIM, several step counts and guidance scales) on
 //                  fixed prompts — half with colour–class pairs never seen in training — and seeds
+//   7. generators  a one-step init distilled from the teacher (SIM), then from it DI* (CFG inside,
+//                  outside, none), DI++, SIM, DI, few-step DI* and reward-scale sweeps, each repeated
+//                  for --seeds seeds, --jobs of them side by side; every one scored like the teacher
 //
-// Stages are cached in --out (a rerun resumes; the teacher resumes mid-training). Writes report.md,
-// metrics.json/.csv and captioned sample grids.
+// Stages are cached in --out (a rerun resumes; the teacher resumes mid-training). Writes report.md
+// (mean ± sd over the seeds), metrics.json/.csv (every run, and the summary), captioned sample grids
+// and reward_vs_evaluator.png (the reward-scale sweeps against the exact evaluator).
 
 #include "compositional/post_training.hpp"
 #include "compositional/report.hpp"
 #include "compositional/stage_cache.hpp"
+#include "common/parallel_jobs.hpp"
 
 #include <diffinstruct/models/pretrained.hpp>
 #include <diffinstruct/util/error_report.hpp>
@@ -51,6 +56,12 @@ int parse_flags(int argc, char** argv, Options& o) {
   app.add_option("--unet-width", c.unet_width, "the teacher UNet's first block width (a multiple of 16)")->check(CLI::Range(16, 512));
   app.add_option("--eval-prompts", c.eval_prompts, "evaluation prompts per half (seen / held-out combinations)")->check(CLI::Range(1, 10000));
   app.add_option("--eval-seeds", c.eval_seeds, "seeds per evaluation prompt")->check(CLI::Range(2, 1000));
+  app.add_option("--post-steps", c.post_steps, "training steps of every post-training run")->check(CLI::Range(1, 1000000));
+  app.add_option("--batch", c.batch, "batch size of the one-step init and the post-training runs")->check(CLI::Range(1, 4096));
+  app.add_option("--seeds", c.seeds, "post-training seeds: every run from the init is repeated with each (the table gives mean ± sd)")
+      ->check(CLI::Range(1, 100));
+  app.add_option("--jobs", c.jobs, "post-training runs trained side by side, each on --threads threads (jobs × threads ≤ cores)")
+      ->check(CLI::Range(1, 256));
   app.add_option("--seed", c.seed, "random seed")->check(CLI::NonNegativeNumber);
   app.add_option("--threads", o.threads, "intra-op threads (0: every core; 1 is fastest for these small models on Debian's LibTorch)")->check(CLI::NonNegativeNumber);
   try {
@@ -182,32 +193,43 @@ void run(const Options& o) {
   });
   auto one_step_row = [&](const PostRun& run, const StageResult& stage) {
     Row r{run.name, run.method, std::max<int64_t>(1, static_cast<int64_t>(run.timesteps.size())), 1 + run.alpha_cfg};
-    r.train_seconds = stage.seconds;
+    r.train_seconds = stage.seconds, r.sweep = run.sweep, r.alpha_rew = run.alpha_rew, r.seed_index = run.seed_index;
     const auto x = evaluate_row(r, generator_sampler(stage.dir, schedule, cfg, run.timesteps, cfg.seed + 555), set, text, tok, vae, scorer);
-    fmt::print("{}: all correct {:.3f} (seen) / {:.3f} (held-out pairs), reward {:.2f}, FD {:.2f}, diversity {:.2f}\n", r.name, r.seen.all_correct,
-               r.held.all_correct, r.reward, r.all.fd, r.all.diversity);
+    fmt::print("{} (seed {}): all correct {:.3f} (seen) / {:.3f} (held-out pairs), reward {:.2f}, FD {:.2f}, diversity {:.2f}\n", r.name,
+               run.seed_index, r.seen.all_correct, r.held.all_correct, r.reward, r.all.fd, r.all.diversity);
     rows.push_back(r);
-    write_grid(out / ("samples_" + run.slug + ".png"), x, set, r.name);
+    if (run.seed_index == 0) write_grid(out / ("samples_" + run.slug + ".png"), x, set, r.name);
   };
   one_step_row(init_run, init_stage);
-  for (const auto& run : table_runs(cfg)) {
-    const auto stage = cached_stage(out, run.slug, run.settings(cfg) + " " + init_stage.dir.filename().string(), [&](const fs::path& tmp) {
-      train_generator(run, pipeline, clip_stage.dir, init_stage.dir, prompts, cfg, tmp);
+  // Every run from the init, `jobs` at a time (each on one core); then evaluated one after the other,
+  // so that the times per image are measured alone.
+  const auto runs = table_runs(cfg);
+  std::vector<StageResult> stages(runs.size());
+  std::vector<std::function<void()>> jobs;
+  for (size_t i = 0; i < runs.size(); ++i)
+    jobs.push_back([&, i] {
+      stages[i] = cached_stage(out, runs[i].slug, runs[i].settings(cfg) + " " + init_stage.dir.filename().string(), [&](const fs::path& tmp) {
+        train_generator(runs[i], pipeline, clip_stage.dir, init_stage.dir, prompts, cfg, tmp);
+      });
     });
-    one_step_row(run, stage);
-  }
+  fmt::print("post-training: {} runs ({} seed(s)), {} at a time\n", runs.size(), cfg.seeds, std::min<size_t>(static_cast<size_t>(cfg.jobs), runs.size()));
+  examples_common::run_parallel_jobs(jobs, cfg.jobs);
+  for (size_t i = 0; i < runs.size(); ++i) one_step_row(runs[i], stages[i]);
 
   nlohmann::json report;
   report["config"] = {{"recogniser", cfg.recogniser_settings()}, {"tokenizer", cfg.tokenizer_settings()}, {"clip", cfg.clip_settings()},
                       {"vae", cfg.vae_settings()}, {"teacher", cfg.teacher_settings()}, {"eval_prompts_per_half", cfg.eval_prompts},
-                      {"eval_seeds", cfg.eval_seeds}, {"threads", o.threads}};
+                      {"eval_seeds", cfg.eval_seeds}, {"post_training_seeds", cfg.seeds}, {"post_steps", cfg.post_steps},
+                      {"batch", cfg.batch}, {"jobs", cfg.jobs}, {"threads", o.threads}};
   report["evaluator"] = {{"recogniser_test_accuracy", recogniser_acc}, {"occupancy_threshold", scorer.evaluator.threshold}};
   report["clip"] = {{"retrieval_top1_seen", retrieval_seen}, {"retrieval_top1_held_out", retrieval_held}};
   report["seconds_total"] = seconds_since(t_start);
   const std::string md = fmt::format(
       "# Compositional miniature\n\nRecogniser test accuracy {:.3f}; CLIP test retrieval top-1 (batches of 64) {:.3f} seen / {:.3f} held-out pairs. "
-      "{} prompts × {} seeds per half. Total {:.0f} s.\n\n{}",
-      recogniser_acc, retrieval_seen, retrieval_held, cfg.eval_prompts, cfg.eval_seeds, seconds_since(t_start), table(rows, teacher_ms));
+      "{} prompts × {} seeds per half; post-training runs repeated with {} seed(s) (mean ± sd). Total {:.0f} s.\n\n{}",
+      recogniser_acc, retrieval_seen, retrieval_held, cfg.eval_prompts, cfg.eval_seeds, cfg.seeds, seconds_since(t_start),
+      table(summarise(rows), teacher_ms));
+  write_sweep_plot(out / "reward_vs_evaluator.png", summarise(rows));
   write_reports(out, report, rows, md);
   fmt::print("\n{}\nwrote {}/report.md, metrics.json, metrics.csv and PNGs in {:.0f} s\n", md, cfg.out, seconds_since(t_start));
 }

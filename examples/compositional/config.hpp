@@ -35,18 +35,24 @@ struct Config {
 
   // The teacher: a two-level UNet2DConditionModel on the latents, conditioned on CLIP's text states.
   int64_t unet_width = 32;
-  int64_t teacher_steps = 3000, teacher_batch = 64;
+  int64_t teacher_steps = 2400, teacher_batch = 64;
   double teacher_lr = 5e-4, cond_drop = 0.1, teacher_ema = 0.999;
 
   // The one-step generators: the teacher's UNet at timestep t*, initialised by SIM distillation, then
   // post-trained; DI*'s losses with the CLIP reward (alpha_rew) and CFG strength alpha_cfg (guidance
   // scale 1 + alpha_cfg).
   int64_t t_star = 999, train_prompts = 4000;
-  int64_t distill_steps = 400, post_steps = 200, batch = 32, k = 1;
+  int64_t distill_steps = 400, post_steps = 200, batch = 16, k = 1;
   double lr_gen = 1e-4, lr_asst = 5e-4, c = 1.0, alpha_cfg = 2.0, alpha_rew = 1.0;
   std::vector<double> reward_sweep{0.3, 3.0, 10.0};  // extra DI*-in runs: where reward hacking starts
+  std::vector<double> kl_reward_sweep{3.0, 10.0};    // extra DI++ runs: KL against pseudo-Huber at matched reward
   // Few-step generators (DMD2's spacing): each a DI*-in run of a K-step generator from the init.
   std::vector<std::vector<int64_t>> few_step_timesteps{{999, 499}, {999, 749, 499, 249}};
+
+  // Every post-training run is repeated with this many seeds (the init and the stages before it are
+  // shared), `jobs` runs at a time.
+  int64_t seeds = 1;
+  int jobs = 2;
 
   // Evaluation: prompts with seen combinations and with held-out ones, each with this many seeds.
   int64_t eval_prompts = 40, eval_seeds = 4;
@@ -56,7 +62,8 @@ struct Config {
   void quick() {
     recogniser_steps = 60, tokenizer_captions = 2000, clip_steps = 20, clip_batch = 32, vae_steps = 20, vae_batch = 32;
     teacher_steps = 20, teacher_batch = 16, eval_prompts = 4, eval_seeds = 2, teacher_steps_eval = {4}, teacher_guidance = {1.0, 3.0};
-    train_prompts = 50, distill_steps = 2, post_steps = 2, batch = 4, reward_sweep = {3.0}, few_step_timesteps = {{999, 499}};
+    train_prompts = 50, distill_steps = 2, post_steps = 2, batch = 4, reward_sweep = {3.0}, kl_reward_sweep = {3.0},
+    few_step_timesteps = {{999, 499}};
   }
 
   std::string recogniser_settings() const { return fmt::format("recogniser steps={} seed={}", recogniser_steps, seed); }

@@ -43,6 +43,9 @@ struct Row {
   double guidance = 1, ms_per_image = 0, train_seconds = 0;
   PromptFollowing all, seen, held;  // over every prompt, the seen combinations, the held-out ones
   double reward = 0;                // the CLIP reward s·cos(image, caption), mean
+  std::string sweep;                // the reward-scale sweep the row belongs to, if any, at alpha_rew
+  double alpha_rew = 0;
+  int64_t seed_index = 0;           // rows of one name differ only in the post-training seed
 };
 
 /// Everything scoring needs: the evaluator, and the CLIP reward with its tokenizer.

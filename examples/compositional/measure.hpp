@@ -122,11 +122,18 @@ inline double occupancy_threshold(const ItemBank& bank) {
   return 0.25 * all[static_cast<int64_t>(0.01 * static_cast<double>(all.size(0)))].item<double>();
 }
 
+/// An unrequested quadrant holds an extra item, not haze, when its brightness reaches this multiple of
+/// the occupancy threshold: the dimmest 1% of real items' brightness.
+inline constexpr double kItemLevel = 4.0;
+
 /// What the evaluator found in one set of images.
 struct PromptFollowing {
   double position = 0, colour = 0, cls = 0;  // accuracy over requested items
   double layout = 0;                         // exactly the requested quadrants occupied (over images)
   double all_correct = 0;                    // layout, and every item's colour and class (over images)
+  // The same two with faint haze forgiven: an unrequested quadrant only counts as occupied when it
+  // is as bright as a real item (kItemLevel × the threshold), so these separate haze from extra items.
+  double layout_items = 0, all_correct_items = 0;
   double fd = 0, diversity = 0;
   torch::Tensor item_features;               // [items, 64]: the requested items' crops, in scene order
 };
@@ -173,12 +180,13 @@ struct Evaluator {
         line = mass(1) > mass(0) ? 1 : 0;
       }
       const auto target = s.quadrants_for(line);
-      bool layout_ok = true;
+      bool layout_ok = true, layout_items_ok = true;
       for (int64_t q = 0; q < kQuadrants; ++q) {
         const bool wanted = q == target[0] || (s.count == 2 && q == target[1]);
         layout_ok = layout_ok && occ[i][q] == wanted;
+        layout_items_ok = layout_items_ok && (wanted ? occ[i][q] : acc_b[i][q] < kItemLevel * threshold);
       }
-      bool all = layout_ok;
+      bool all = true;
       std::vector<torch::Tensor> mine;
       for (int64_t k = 0; k < s.count; ++k) {
         const int64_t q = target[static_cast<size_t>(k)];
@@ -190,12 +198,12 @@ struct Evaluator {
         item_feats.push_back(feats[i][q]);
         mine.push_back(feats[i][q]);
       }
-      r.layout += layout_ok;
-      r.all_correct += all;
+      r.layout += layout_ok, r.layout_items += layout_items_ok;
+      r.all_correct += all && layout_ok, r.all_correct_items += all && layout_items_ok;
       image_feats.push_back(torch::cat(mine));
     }
     r.position /= static_cast<double>(items), r.colour /= static_cast<double>(items), r.cls /= static_cast<double>(items);
-    r.layout /= static_cast<double>(b), r.all_correct /= static_cast<double>(b);
+    for (double* v : {&r.layout, &r.all_correct, &r.layout_items, &r.all_correct_items}) *v /= static_cast<double>(b);
     r.item_features = torch::stack(item_feats);
     if (has_reference) r.fd = diffinstruct::frechet_distance(diffinstruct::gaussian_stats(r.item_features), reference);
     // Diversity: the mean pairwise distance between the seeds of each prompt (features of its items).

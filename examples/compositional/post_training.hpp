@@ -6,8 +6,9 @@
 // at t*, text2image::OneStepUNet), so the next run, di_evaluate and 05_text_to_image --generator load it.
 //
 //   init     SIM from the teacher's weights: pseudo-Huber + CFG inside, no reward (as 03's init)
-//   runs     from that init: DI* (CFG inside / outside / none), DI++ (KL + reward), SIM, DI (KL), and
-//            DI*-in and DI++ at other reward scales (the reward-hacking sweep)
+//   runs     from that init: DI* (CFG inside / outside / none), DI++ (KL + reward), SIM, DI (KL), DI*-in
+//            on 2- and 4-step generators, and DI*-in and DI++ at other reward scales (the reward-hacking
+//            sweep); every run once per seed
 #include "evaluation.hpp"
 
 #include <diffinstruct/di_star.hpp>
@@ -34,6 +35,8 @@ struct PostRun {
   int64_t steps = 0;
   uint64_t seed = 0;
   std::vector<int64_t> timesteps{};  // several: a K-step generator (text2image::FewStepUNet); empty: one step at t*
+  std::string sweep{};               // the reward-scale sweep it belongs to ("DI*-in", "DI++"), if any
+  int64_t seed_index = 0;            // which of the repeated seeds (rows of one name are summarised over it)
 
   std::string settings(const Config& cfg_) const {
     return fmt::format("{} div={} cfg={} alpha_rew={} alpha_cfg={} steps={} batch={} K={} lr_gen={} lr_asst={} c={} t_star={} seed={} timesteps={}",
@@ -141,25 +144,35 @@ inline Sampler generator_sampler(const fs::path& unet_dir, const di::DiscreteVPS
   };
 }
 
-/// The main table's runs (all from the init).
+/// The main table's runs (all from the init), each repeated for `cfg.seeds` seeds.
 inline std::vector<PostRun> table_runs(const Config& cfg) {
   const double ar = cfg.alpha_rew, ac = cfg.alpha_cfg;
-  const uint64_t s = cfg.seed + 20;
-  std::vector<PostRun> runs{
-      {"DI*-in", "PH + reward + CFG inside", "di_star_in", Divergence::kPseudoHuber, CfgPlace::kInside, ar, ac, cfg.post_steps, s},
-      {"DI*-out", "PH + reward + CFG outside", "di_star_out", Divergence::kPseudoHuber, CfgPlace::kOutside, ar, ac, cfg.post_steps, s},
-      {"DI* no CFG", "PH + reward", "di_star_nocfg", Divergence::kPseudoHuber, CfgPlace::kNone, ar, 0.0, cfg.post_steps, s},
-      {"DI++", "KL + reward + CFG inside", "di_plusplus", Divergence::kKL, CfgPlace::kInside, ar, ac, cfg.post_steps, s},
-      {"SIM", "PH + CFG inside", "sim", Divergence::kPseudoHuber, CfgPlace::kInside, 0.0, ac, cfg.post_steps, s},
-      {"DI", "KL + CFG inside", "di", Divergence::kKL, CfgPlace::kInside, 0.0, ac, cfg.post_steps, s},
-  };
-  // Few-step DI* (the paper's open question 2): the same losses, a generator of K steps from the init.
-  for (const auto& ts : cfg.few_step_timesteps)
-    runs.push_back({fmt::format("DI*-in, {} steps", ts.size()), "PH + reward + CFG inside, K-step generator", fmt::format("di_star_in_{}step", ts.size()),
-                    Divergence::kPseudoHuber, CfgPlace::kInside, ar, ac, cfg.post_steps, s, ts});
-  for (double a : cfg.reward_sweep)
-    runs.push_back({fmt::format("DI*-in, a_rew = {:g}", a), "PH + reward + CFG inside", fmt::format("di_star_in_arew{:g}", a),
-                    Divergence::kPseudoHuber, CfgPlace::kInside, a, ac, cfg.post_steps, s});
+  const auto ph = Divergence::kPseudoHuber, kl = Divergence::kKL;
+  std::vector<PostRun> runs;
+  for (int64_t i = 0; i < cfg.seeds; ++i) {
+    const uint64_t s = cfg.seed + 20 + 1000 * static_cast<uint64_t>(i);
+    auto add = [&](PostRun r) {
+      r.seed_index = i;
+      runs.push_back(std::move(r));
+    };
+    add({"DI*-in", "PH + reward + CFG inside", "di_star_in", ph, CfgPlace::kInside, ar, ac, cfg.post_steps, s, {}, "DI*-in"});
+    add({"DI*-out", "PH + reward + CFG outside", "di_star_out", ph, CfgPlace::kOutside, ar, ac, cfg.post_steps, s});
+    add({"DI* no CFG", "PH + reward", "di_star_nocfg", ph, CfgPlace::kNone, ar, 0.0, cfg.post_steps, s});
+    add({"DI++", "KL + reward + CFG inside", "di_plusplus", kl, CfgPlace::kInside, ar, ac, cfg.post_steps, s, {}, "DI++"});
+    add({"SIM", "PH + CFG inside", "sim", ph, CfgPlace::kInside, 0.0, ac, cfg.post_steps, s});
+    add({"DI", "KL + CFG inside", "di", kl, CfgPlace::kInside, 0.0, ac, cfg.post_steps, s});
+    // Few-step DI* (the paper's open question 2): the same losses, a generator of K steps from the init.
+    for (const auto& ts : cfg.few_step_timesteps)
+      add({fmt::format("DI*-in, {} steps", ts.size()), "PH + reward + CFG inside, K-step generator", fmt::format("di_star_in_{}step", ts.size()), ph,
+           CfgPlace::kInside, ar, ac, cfg.post_steps, s, ts});
+    // Where reward hacking starts, for each divergence (DI++ needs a larger scale to reach DI*'s reward).
+    for (double a : cfg.reward_sweep)
+      add({fmt::format("DI*-in, a_rew = {:g}", a), "PH + reward + CFG inside", fmt::format("di_star_in_arew{:g}", a), ph, CfgPlace::kInside, a, ac,
+           cfg.post_steps, s, {}, "DI*-in"});
+    for (double a : cfg.kl_reward_sweep)
+      add({fmt::format("DI++, a_rew = {:g}", a), "KL + reward + CFG inside", fmt::format("di_plusplus_arew{:g}", a), kl, CfgPlace::kInside, a, ac,
+           cfg.post_steps, s, {}, "DI++"});
+  }
   return runs;
 }
 

@@ -4,18 +4,28 @@
 # then reruns it and checks every stage comes from the cache.
 include(${CMAKE_CURRENT_LIST_DIR}/../run_step.cmake)
 file(REMOVE_RECURSE ${OUT})
-set(args --quick --out ${OUT} --threads 1)
+set(args --quick --out ${OUT} --threads 1 --seeds 2 --jobs 2)  # two seeds, two runs at a time
 run_step("06_compositional --quick" ${EXE} ${args})
 require_files(${OUT} report.md metrics.json metrics.csv samples_test_images.png samples_teacher_4steps_cfg1.png samples_teacher_4steps_cfg3.png
               samples_init.png samples_di_star_in.png samples_di_star_out.png samples_di_star_nocfg.png samples_di_plusplus.png samples_sim.png
-              samples_di.png samples_di_star_in_arew3.png samples_di_star_in_2step.png
+              samples_di.png samples_di_star_in_arew3.png samples_di_plusplus_arew3.png samples_di_star_in_2step.png reward_vs_evaluator.png
               pipeline/model_index.json pipeline/unet/config.json pipeline/unet/diffusion_pytorch_model.safetensors pipeline/vae/config.json
               pipeline/text_encoder/config.json pipeline/text_encoder/model.safetensors pipeline/tokenizer/vocab.json pipeline/tokenizer/merges.txt
               pipeline/scheduler/scheduler_config.json)
 file(READ ${OUT}/metrics.json json)
 string(JSON n LENGTH "${json}" rows)
-if(NOT n EQUAL 12)  # test images, the teacher at 4 steps with CFG 1 and 3, the init, 6 methods, a 2-step DI*, 1 extra reward scale
-  message(FATAL_ERROR "metrics.json lists ${n} rows, expected 12")
+# test images, the teacher at 4 steps with CFG 1 and 3, the init; per seed 6 methods, a 2-step DI*, DI* and DI++ at 1 extra reward scale
+if(NOT n EQUAL 22)
+  message(FATAL_ERROR "metrics.json lists ${n} rows, expected 22")
+endif()
+string(JSON n LENGTH "${json}" summary)
+if(NOT n EQUAL 13)
+  message(FATAL_ERROR "metrics.json summarises ${n} lines, expected 13 (the two seeds of each run in one line)")
+endif()
+string(JSON seeds GET "${json}" summary 4 seeds)
+string(JSON name GET "${json}" summary 4 name)
+if(NOT seeds EQUAL 2 OR NOT name STREQUAL "DI*-in")
+  message(FATAL_ERROR "summary line 4 is '${name}' over ${seeds} seeds, expected DI*-in over 2")
 endif()
 # The test images through the exact evaluator: position and colour are read back exactly.
 foreach(key position colour layout)
@@ -27,8 +37,8 @@ endforeach()
 # Every generator is a UNet folder (what di_evaluate --generator and 05_text_to_image --generator read).
 file(GLOB generators ${OUT}/init_*/config.json ${OUT}/di_plusplus_*/diffusion_pytorch_model.safetensors)
 list(LENGTH generators n_generators)
-if(NOT n_generators EQUAL 2)
-  message(FATAL_ERROR "expected the init and DI++ UNet folders, found: ${generators}")
+if(NOT n_generators EQUAL 5)  # the init; DI++ at a_rew 1 and 3, two seeds each
+  message(FATAL_ERROR "expected the init's and four DI++ UNet folders, found: ${generators}")
 endif()
 file(GLOB clip_dir LIST_DIRECTORIES true ${OUT}/clip_*)
 file(WRITE ${OUT}/prompts.txt "a red sneaker in the top left\na blue bag to the right of a yellow shirt\n")
@@ -41,7 +51,7 @@ if(NOT rc EQUAL 0)
 endif()
 string(REGEX MATCHALL ": cached " hits "${out2}")
 list(LENGTH hits n_cached)
-if(NOT n_cached EQUAL 14)  # recogniser, tokenizer, CLIP, VAE, teacher, init, 8 post-trained generators
-  message(FATAL_ERROR "rerun took ${n_cached} stages from the cache, expected 14:\n${out2}")
+if(NOT n_cached EQUAL 24)  # recogniser, tokenizer, CLIP, VAE, teacher, init, 2 × 9 post-trained generators
+  message(FATAL_ERROR "rerun took ${n_cached} stages from the cache, expected 24:\n${out2}")
 endif()
 message(STATUS "miniature outputs complete, its pipeline read by di_evaluate; rerun fully cached")

@@ -101,18 +101,33 @@ TEST_CASE("compositional evaluator: exact on real images, negative controls fail
   const auto rb = ev.score(blank, scenes, seeds);
   CHECK(rb.position == 0.0);
   CHECK(rb.all_correct == 0.0);
-  // An extra item in every empty quadrant: positions still right, but not the layout.
-  auto crowded = cm::quadrant_crops(real).clone();
-  for (int64_t q = 0; q < cm::kQuadrants; ++q) {
-    auto cell = crowded.select(1, q);
-    const auto empty = (cm::quadrant_brightness(real).select(1, q) < ev.threshold).view({-1, 1, 1, 1});
-    cell.copy_(torch::where(empty, torch::full_like(cell, 0.5), cell));
-  }
-  const auto crowded_images = crowded.view({-1, 2, 2, 3, cm::kCell, cm::kCell}).permute({0, 3, 1, 4, 2, 5}).reshape(real.sizes());
-  CHECK(torch::equal(cm::quadrant_crops(crowded_images).select(1, 0), crowded.select(1, 0)));
-  const auto rc = ev.score(crowded_images, scenes, seeds);
+  // Every empty quadrant filled with a flat value: an extra item (bright), or haze (above the occupancy
+  // threshold but below a real item's level). Both break the strict layout; only the item breaks the
+  // layout that forgives haze.
+  auto fill_empty = [&](double brightness) {
+    auto cells = cm::quadrant_crops(real).clone();
+    for (int64_t q = 0; q < cm::kQuadrants; ++q) {
+      auto cell = cells.select(1, q);
+      const auto empty = (cm::quadrant_brightness(real).select(1, q) < ev.threshold).view({-1, 1, 1, 1});
+      cell.copy_(torch::where(empty, torch::full_like(cell, 2 * brightness - 1), cell));
+    }
+    const auto images = cells.view({-1, 2, 2, 3, cm::kCell, cm::kCell}).permute({0, 3, 1, 4, 2, 5}).reshape(real.sizes());
+    CHECK(torch::equal(cm::quadrant_crops(images).select(1, 0), cells.select(1, 0)));
+    return ev.score(images, scenes, seeds);
+  };
+  CHECK(r.layout_items == 1.0);
+  CHECK(r.all_correct_items == r.all_correct);
+  const auto rc = fill_empty(0.75);
   CHECK(rc.position == 1.0);
   CHECK(rc.layout == 0.0);
+  CHECK(rc.layout_items == 0.0);
+  CHECK(rc.all_correct_items == 0.0);
+  const auto rh = fill_empty(0.5 * (1 + cm::kItemLevel) * ev.threshold);
+  CHECK(rh.position == 1.0);
+  CHECK(rh.layout == 0.0);
+  CHECK(rh.all_correct == 0.0);
+  CHECK(rh.layout_items == 1.0);
+  CHECK(rh.all_correct_items == r.all_correct_items);  // haze leaves colour and class of the items alone
   CHECK_THROWS_WITH(ev.score(real.slice(0, 0, 3), scenes, seeds), Catch::Contains("3 images for 80 scenes"));
   CHECK_THROWS_WITH(ev.score(real * std::nan(""), scenes, seeds), Catch::Contains("not finite"));
 }
