@@ -93,7 +93,7 @@ fs::path assemble_pipeline(const fs::path& out, const StageResult& tok, dm::Clip
   fs::copy(tok.dir, tmp / "tokenizer", opts);
   fs::copy(vae.dir, tmp / "vae", opts);
   fs::copy(unet.dir, tmp / "unet", opts);
-  dm::save_pretrained(text, (tmp / "text_encoder").string());
+  dm::save_pretrained(without_projection(text), (tmp / "text_encoder").string());
   fs::create_directories(tmp / "scheduler");
   di::io::write_text_file_atomically((tmp / "scheduler" / "scheduler_config.json").string(), scheduler_config_json(), "scheduler_config.json");
   di::io::write_text_file_atomically((tmp / "model_index.json").string(), model_index_json(), "model_index.json");

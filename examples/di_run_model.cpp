@@ -12,9 +12,11 @@
 //              SDXL); output `sample` = UNet2DConditionModel(sample, timestep, encoder_hidden_states).
 // vae-decoder: input `latents`; output `sample` = AutoencoderKL.decode(latents), as diffusers computes
 //              it (scaling_factor is not applied: divide by it first, as diffusers' pipelines do).
-// clip-text:   input `input_ids` (int64 [N, L]); outputs `last_hidden_state`, `pooler_output`, the
+// clip-text:   (a CLIPTextModel[WithProjection] folder, or a CLIPModel folder's text tower)
+//              input `input_ids` (int64 [N, L]); outputs `last_hidden_state`, `pooler_output`, the
 //              penultimate layer `hidden_states_penultimate` (SDXL's), and `text_embeds` with a projection.
-// clip-vision: input `pixel_values` (preprocessed); outputs `last_hidden_state`, `pooler_output`, and
+// clip-vision: (a CLIPVisionModel[WithProjection] folder, or a CLIPModel folder's vision tower)
+//              input `pixel_values` (preprocessed); outputs `last_hidden_state`, `pooler_output`, and
 //              `image_embeds` with a projection.
 // clip-tokenizer: a transformers CLIPTokenizer folder (vocab.json, merges.txt, tokenizer_config.json);
 //              --text has one prompt per line (every line, blank ones too, is a prompt); output
@@ -78,12 +80,21 @@ torch::Tensor input(const di::io::SafetensorsFile& f, const std::string& name, b
   return f.read(name);
 }
 
-void print_load(const std::string& what, const torch::nn::Module& m, const di::io::LoadReport& r, c10::ScalarType dtype, const torch::Device& device,
+/// A transformers CLIPModel folder (both towers, as PickScore and the miniature's CLIP are): clip-text
+/// and clip-vision then run its text or vision tower, with its projection.
+bool describes_clip_model(const std::string& dir) {
+  auto r = di::models::ConfigReader::from_file((std::filesystem::path(dir) / "config.json").string());
+  const auto arch = r.strings("architectures", {});
+  return arch.size() == 1 && arch[0] == "CLIPModel";
+}
+
+/// `r` is null for a tower of a CLIPModel folder (load_clip_model reads it strictly and keeps no report).
+void print_load(const std::string& what, const torch::nn::Module& m, const di::io::LoadReport* r, c10::ScalarType dtype, const torch::Device& device,
                 double seconds) {
-  std::printf("loaded %s: %.3f M parameters (%lld tensors), computing in %s on %s, in %.2f s\n", what.c_str(),
-              static_cast<double>(di::models::count_parameters(m)) / 1e6, static_cast<long long>(r.loaded), c10::toString(dtype),
-              device.str().c_str(), seconds);
-  std::printf("  %s\n", r.summary().c_str());
+  std::printf("loaded %s: %.3f M parameters, computing in %s on %s, in %.2f s\n", what.c_str(), static_cast<double>(di::models::count_parameters(m)) / 1e6,
+              c10::toString(dtype), device.str().c_str(), seconds);
+  if (r) std::printf("  %s\n", r->summary().c_str());
+  else std::printf("  the tower of a CLIPModel folder, every weight of it read (a strict load)\n");
 }
 
 } // namespace
@@ -165,7 +176,7 @@ int main(int argc, char** argv) {
     di::io::LoadReport report;
     if (kind == "unet") {
       auto unet = di::models::load_unet(model_dir, opts, &report);
-      print_load("UNet2DConditionModel from '" + model_dir + "'", *unet, report, dtype, device, seconds());
+      print_load("UNet2DConditionModel from '" + model_dir + "'", *unet, &report, dtype, device, seconds());
       di::models::TextCondition c(to(input(in, "encoder_hidden_states", true, kind)));
       const bool sdxl = unet->config().text_time();
       c.text_embeds = to(input(in, "text_embeds", sdxl, kind));
@@ -175,17 +186,20 @@ int main(int argc, char** argv) {
       out = unet->forward(to(input(in, "sample", true, kind)), input(in, "timestep", true, kind).to(device), c);
       std::printf("forward: %.3f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count());
     } else if (kind == "clip-text") {
-      auto clip = di::models::load_clip_text(model_dir, opts, &report);
+      const bool tower = describes_clip_model(model_dir);
+      auto clip = tower ? di::models::load_clip_model(model_dir, opts, di::models::ClipTowers::kText).text : di::models::load_clip_text(model_dir, opts, &report);
       print_load("CLIPText" + std::string(clip->config().with_projection ? "ModelWithProjection" : "Model") + " from '" + model_dir + "'", *clip,
-                 report, dtype, device, seconds());
+                 tower ? nullptr : &report, dtype, device, seconds());
       const auto r = clip->forward(input(in, "input_ids", true, kind).to(device), /*keep_hidden_states=*/true);
       extra = {{"last_hidden_state", r.last_hidden_state}, {"pooler_output", r.pooler_output},
                {"hidden_states_penultimate", r.hidden_states[r.hidden_states.size() - 2]}};
       if (r.text_embeds.defined()) extra.emplace_back("text_embeds", r.text_embeds);
     } else if (kind == "clip-vision") {
-      auto clip = di::models::load_clip_vision(model_dir, opts, &report);
+      const bool tower = describes_clip_model(model_dir);
+      auto clip = tower ? di::models::load_clip_model(model_dir, opts, di::models::ClipTowers::kVision).vision
+                        : di::models::load_clip_vision(model_dir, opts, &report);
       print_load("CLIPVision" + std::string(clip->config().with_projection ? "ModelWithProjection" : "Model") + " from '" + model_dir + "'",
-                 *clip, report, dtype, device, seconds());
+                 *clip, tower ? nullptr : &report, dtype, device, seconds());
       const auto r = clip->forward(to(input(in, "pixel_values", true, kind)));
       extra = {{"last_hidden_state", r.last_hidden_state}, {"pooler_output", r.pooler_output}};
       if (r.image_embeds.defined()) extra.emplace_back("image_embeds", r.image_embeds);
@@ -235,7 +249,7 @@ int main(int argc, char** argv) {
       extra = {{"image_embeds", e}, {"score", head(e.to(dtype)).squeeze(-1)}};
     } else {
       auto vae = di::models::load_vae(model_dir, opts, di::models::VaeParts::kDecoderOnly, &report);
-      print_load("AutoencoderKL decoder from '" + model_dir + "'", *vae, report, dtype, device, seconds());
+      print_load("AutoencoderKL decoder from '" + model_dir + "'", *vae, &report, dtype, device, seconds());
       const auto t1 = std::chrono::steady_clock::now();
       out = vae->decode(to(input(in, "latents", true, kind)));
       std::printf("decode: %.3f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count());

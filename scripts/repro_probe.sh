@@ -4,7 +4,7 @@
 # metric of every row with a reference run, printing which settings change the numbers and by how
 # much. The settings vary what differs between two machines of one kind: the GEMM kernels OpenBLAS
 # picks for the CPU, oneDNN's instruction set, ATen's vectorised kernels, thread counts; then the
-# pinned settings of scripts/demo.sh.
+# pinned settings of scripts/fashion.sh.
 #   bash scripts/repro_probe.sh [out_dir]        (1.5 to 2 minutes per setting on 2 cores)
 # Needs the build (bash scripts/build.sh). Writes <out_dir>/probe.md (docs/results.md quotes it).
 set -euo pipefail
@@ -29,7 +29,7 @@ settings=(
   "oneDNN limited to AVX2|0|DNNL_MAX_CPU_ISA=AVX2"
   "ATen kernels AVX512|0|ATEN_CPU_CAPABILITY=avx512"
   "ATen kernels without AVX|0|ATEN_CPU_CAPABILITY=default"
-  "pinned (scripts/demo.sh's settings)|10|$pins"
+  "pinned (scripts/fashion.sh's settings)|10|$pins"
   "pinned, again|10|$pins"
   "pinned against the baseline|0|$pins"
   "portable (pinned, oneDNN off)|13|$portable"

@@ -144,9 +144,25 @@ inline std::string scheduler_config_json() {
          "  \"steps_offset\": 1,\n  \"trained_betas\": null\n}\n";
 }
 
+/// The pipeline's text encoder: CLIP's text tower without its projection. StableDiffusionPipeline reads
+/// a CLIPTextModel's last hidden states; handed a CLIPTextModelWithProjection it would take the projected
+/// embedding for them (found by loading the folder in diffusers: tests/examples/check_compositional_folders.py).
+inline dm::ClipTextModel without_projection(const dm::ClipTextModel& text) {
+  auto config = text->config();
+  config.with_projection = false;
+  dm::ClipTextModel bare(config);
+  torch::NoGradGuard no_grad;
+  const auto source = text->named_parameters(true);
+  for (auto& p : bare->named_parameters(true)) p.value().copy_(source[p.key()]);
+  const auto source_buffers = text->named_buffers(true);
+  for (auto& b : bare->named_buffers(true)) b.value().copy_(source_buffers[b.key()]);
+  bare->eval();
+  return bare;
+}
+
 inline std::string model_index_json() {
   return "{\n  \"_class_name\": \"StableDiffusionPipeline\",\n  \"scheduler\": [\"diffusers\", \"DDIMScheduler\"],\n"
-         "  \"text_encoder\": [\"transformers\", \"CLIPTextModelWithProjection\"],\n  \"tokenizer\": [\"transformers\", \"CLIPTokenizer\"],\n"
+         "  \"text_encoder\": [\"transformers\", \"CLIPTextModel\"],\n  \"tokenizer\": [\"transformers\", \"CLIPTokenizer\"],\n"
          "  \"unet\": [\"diffusers\", \"UNet2DConditionModel\"],\n  \"vae\": [\"diffusers\", \"AutoencoderKL\"],\n"
          "  \"safety_checker\": [null, null],\n  \"feature_extractor\": [null, null],\n  \"requires_safety_checker\": false\n}\n";
 }

@@ -3,7 +3,9 @@
 // and a sample standard deviation over the seeds, in the order the rows were first listed.
 #include "evaluation.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <utility>
 
 namespace compositional {
 

@@ -13,6 +13,7 @@ Prints one line per check; exits 1 on a miss.
 """
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,7 +21,7 @@ import tempfile
 import torch
 from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 from safetensors.torch import load_file, save_file
-from transformers import CLIPModel, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
 
 TOL = 1e-5
 failures = []
@@ -72,8 +73,8 @@ def main():
     loaded_cleanly("pipeline/unet (UNet2DConditionModel)", info)
     vae, info = AutoencoderKL.from_pretrained(pipe_dir, subfolder="vae", output_loading_info=True)
     loaded_cleanly("pipeline/vae (AutoencoderKL)", info)
-    text_encoder, info = CLIPTextModelWithProjection.from_pretrained(pipe_dir, subfolder="text_encoder", output_loading_info=True)
-    loaded_cleanly("pipeline/text_encoder (CLIPTextModelWithProjection)", info)
+    text_encoder, info = CLIPTextModel.from_pretrained(pipe_dir, subfolder="text_encoder", output_loading_info=True)
+    loaded_cleanly("pipeline/text_encoder (CLIPTextModel)", info)
     clip, info = CLIPModel.from_pretrained(clip_dir, output_loading_info=True)
     loaded_cleanly(f"{os.path.basename(clip_dir)} (CLIPModel)", info)
     generator, info = UNet2DConditionModel.from_pretrained(generator_dir, output_loading_info=True)
@@ -101,7 +102,7 @@ def main():
         # 3. Every model on the same inputs, Python against C++.
         out = text_encoder(ids)
         c = cpp(os.path.join(pipe_dir, "text_encoder"), "clip-text", {"input_ids": ids})
-        for key, ref in (("last_hidden_state", out.last_hidden_state), ("text_embeds", out.text_embeds)):
+        for key, ref in (("last_hidden_state", out.last_hidden_state), ("pooler_output", out.pooler_output)):
             e = rel(c[key], ref)
             check(e < TOL, f"pipeline/text_encoder {key}: relative error {e:.2e}")
         states = out.last_hidden_state
@@ -129,6 +130,7 @@ def main():
         e = rel(cpp(os.path.join(pipe_dir, "vae"), "vae-decoder", {"latents": latents})["sample"], ref)
         check(e < TOL, f"VAE decoder: relative error {e:.2e}")
 
+    shutil.rmtree(work)
     if failures:
         print(f"{len(failures)} check(s) failed")
         sys.exit(1)
