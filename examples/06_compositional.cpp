@@ -62,6 +62,7 @@ int parse_flags(int argc, char** argv, Options& o) {
       ->check(CLI::Range(1, 100));
   app.add_option("--jobs", c.jobs, "post-training runs trained side by side, each on --threads threads (jobs × threads ≤ cores)")
       ->check(CLI::Range(1, 256));
+  app.add_option("--only", c.only, "train only these post-training runs (comma-separated names: di_star_in, di_plusplus, sim, ...)")->delimiter(',');
   app.add_option("--seed", c.seed, "random seed")->check(CLI::NonNegativeNumber);
   app.add_option("--threads", o.threads, "intra-op threads (0: every core; 1 is fastest for these small models on Debian's LibTorch)")->check(CLI::NonNegativeNumber);
   try {
@@ -74,6 +75,12 @@ int parse_flags(int argc, char** argv, Options& o) {
     return 2;
   }
   if (o.quick) c.quick();
+  try {
+    table_runs(c);  // refuses an unknown --only name before any training
+  } catch (const c10::Error& e) {
+    fmt::print(stderr, "error: {}\n", e.what_without_backtrace());
+    return 2;
+  }
   o.threads = di::use_threads(o.threads);
   std::error_code ec;
   fs::create_directories(c.out, ec);
@@ -113,8 +120,7 @@ void run(const Options& o) {
   // 1. The evaluator.
   Scorer scorer;
   const auto rec_stage = cached_stage(out, "recogniser", cfg.recogniser_settings(), [&](const fs::path& tmp) {
-    Recogniser net;
-    train_recogniser(net, train_bank, cfg.recogniser_steps, cfg.seed + 3);
+    auto net = train_recogniser(train_bank, cfg.recogniser_steps, cfg.seed + 3);
     torch::save(net, (tmp / "recogniser.pt").string());
   });
   scorer.evaluator.recogniser = Recogniser();

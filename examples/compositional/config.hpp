@@ -53,6 +53,9 @@ struct Config {
   // shared), `jobs` runs at a time.
   int64_t seeds = 1;
   int jobs = 2;
+  std::vector<std::string> only;  // when set, only the runs with these names (slugs) are trained
+
+
 
   // Evaluation: prompts with seen combinations and with held-out ones, each with this many seeds.
   int64_t eval_prompts = 40, eval_seeds = 4;
@@ -66,7 +69,7 @@ struct Config {
     few_step_timesteps = {{999, 499}};
   }
 
-  std::string recogniser_settings() const { return fmt::format("recogniser steps={} seed={}", recogniser_steps, seed); }
+  std::string recogniser_settings() const { return fmt::format("recogniser steps={} seed={} init=seeded", recogniser_steps, seed); }
   std::string tokenizer_settings() const { return fmt::format("tokenizer captions={} max_length={} seed={}", tokenizer_captions, max_length, seed); }
   std::string clip_settings() const {
     return fmt::format("clip width={} layers={} patch={} steps={} batch={} lr={} seed={}", clip_width, clip_layers, clip_patch, clip_steps, clip_batch,

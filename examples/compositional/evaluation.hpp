@@ -38,6 +38,10 @@ inline EvalSet make_eval_set(const Config& cfg) {
 
 /// One row of the table.
 struct Row {
+  Row() = default;
+  Row(std::string name_, std::string method_, int64_t steps_, double guidance_ = 1)
+      : name(std::move(name_)), method(std::move(method_)), steps(steps_), guidance(guidance_) {}
+
   std::string name, method;
   int64_t steps = 1;
   double guidance = 1, ms_per_image = 0, train_seconds = 0;

@@ -93,8 +93,11 @@ inline double recogniser_accuracy(Recogniser& net, const ItemBank& test_bank) {
   return static_cast<double>(right) / static_cast<double>(total);
 }
 
-inline void train_recogniser(Recogniser& net, const ItemBank& train_bank, int64_t steps, uint64_t seed) {
+/// A recogniser trained from an initialisation drawn from `seed` (LibTorch's global generator starts
+/// from a random seed in every process: a network built before seeding it differs run to run).
+inline Recogniser train_recogniser(const ItemBank& train_bank, int64_t steps, uint64_t seed) {
   torch::manual_seed(seed);
+  Recogniser net;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(1e-3));
   diffinstruct::ProgressBar bar("recogniser", steps);
@@ -111,6 +114,7 @@ inline void train_recogniser(Recogniser& net, const ItemBank& train_bank, int64_
   }
   bar.finish();
   net->eval();
+  return net;
 }
 
 /// The threshold of an occupied quadrant: a quarter of the 1st percentile of the real items' mean

@@ -17,6 +17,7 @@
 
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <set>
 
 namespace compositional {
@@ -144,7 +145,8 @@ inline Sampler generator_sampler(const fs::path& unet_dir, const di::DiscreteVPS
   };
 }
 
-/// The main table's runs (all from the init), each repeated for `cfg.seeds` seeds.
+/// The main table's runs (all from the init), each repeated for `cfg.seeds` seeds; only those named in
+/// `cfg.only` when it is set (a name no run has is refused, with the names there are).
 inline std::vector<PostRun> table_runs(const Config& cfg) {
   const double ar = cfg.alpha_rew, ac = cfg.alpha_cfg;
   const auto ph = Divergence::kPseudoHuber, kl = Divergence::kKL;
@@ -173,7 +175,17 @@ inline std::vector<PostRun> table_runs(const Config& cfg) {
       add({fmt::format("DI++, a_rew = {:g}", a), "KL + reward + CFG inside", fmt::format("di_plusplus_arew{:g}", a), kl, CfgPlace::kInside, a, ac,
            cfg.post_steps, s, {}, "DI++"});
   }
-  return runs;
+  if (cfg.only.empty()) return runs;
+  std::vector<PostRun> kept;
+  std::string names;
+  for (const auto& r : runs) {
+    if (r.seed_index == 0) names += (names.empty() ? "" : ", ") + r.slug;
+    if (std::find(cfg.only.begin(), cfg.only.end(), r.slug) != cfg.only.end()) kept.push_back(r);
+  }
+  for (const auto& name : cfg.only)
+    TORCH_CHECK(std::any_of(runs.begin(), runs.end(), [&](const PostRun& r) { return r.slug == name; }), "06_compositional: --only names '", name,
+                "', which is not a run; the runs are: ", names);
+  return kept;
 }
 
 }  // namespace compositional
