@@ -6,7 +6,10 @@ set(ENV{OPENBLAS_NUM_THREADS} 1)
 set(ENV{OMP_NUM_THREADS} 1)
 set(ENV{ATEN_CPU_CAPABILITY} avx2)
 set(ENV{DNNL_MAX_CPU_ISA} AVX2)
-set(ENV{MKL_CBWR} AVX2)
+# MKL (the BLAS of the torch wheel, LibTorch 2.x) takes its own code path on AMD CPUs whatever ISA
+# MKL_CBWR names (AVX2, SSE4_2 and AUTO gave the same bits on an AMD EPYC and other bits than on an
+# Intel Xeon, 2026-12-08); COMPATIBLE is its mode documented to give the same results on both vendors.
+set(ENV{MKL_CBWR} COMPATIBLE)
 set(ENV{MKL_NUM_THREADS} 1)
 file(REMOVE_RECURSE ${WORK})
 file(MAKE_DIRECTORY ${WORK})
