@@ -230,13 +230,14 @@ void run(const Options& o) {
   report["evaluator"] = {{"recogniser_test_accuracy", recogniser_acc}, {"occupancy_threshold", scorer.evaluator.threshold}};
   report["clip"] = {{"retrieval_top1_seen", retrieval_seen}, {"retrieval_top1_held_out", retrieval_held}};
   report["seconds_total"] = seconds_since(t_start);
+  const auto lines = summarise(rows);  // one line per name: mean ± sd over the seeds
   const std::string md = fmt::format(
       "# Compositional miniature\n\nRecogniser test accuracy {:.3f}; CLIP test retrieval top-1 (batches of 64) {:.3f} seen / {:.3f} held-out pairs. "
       "{} prompts × {} seeds per half; post-training runs repeated with {} seed(s) (mean ± sd). Total {:.0f} s.\n\n{}",
       recogniser_acc, retrieval_seen, retrieval_held, cfg.eval_prompts, cfg.eval_seeds, cfg.seeds, seconds_since(t_start),
-      table(summarise(rows), teacher_ms));
-  write_sweep_plot(out / "reward_vs_evaluator.png", summarise(rows));
-  write_reports(out, report, rows, md);
+      table(lines, teacher_ms));
+  write_sweep_plot(out / "reward_vs_evaluator.png", lines);
+  write_reports(out, report, rows, lines, md);
   fmt::print("\n{}\nwrote {}/report.md, metrics.json, metrics.csv and PNGs in {:.0f} s\n", md, cfg.out, seconds_since(t_start));
 }
 

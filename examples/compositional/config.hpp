@@ -55,8 +55,6 @@ struct Config {
   int jobs = 2;
   std::vector<std::string> only;  // when set, only the runs with these names (slugs) are trained
 
-
-
   // Evaluation: prompts with seen combinations and with held-out ones, each with this many seeds.
   int64_t eval_prompts = 40, eval_seeds = 4;
   std::vector<int64_t> teacher_steps_eval{10, 25};

@@ -75,12 +75,14 @@ inline void write_sweep_plot(const fs::path& path, const std::vector<Summary>& l
                              .y_title("all attributes correct (fraction of images)"));
 }
 
-inline void write_reports(const fs::path& out, nlohmann::json report, const std::vector<Row>& rows, const std::string& md) {
+/// `lines` is summarise(rows), which the table and the plot were made from too.
+inline void write_reports(const fs::path& out, nlohmann::json report, const std::vector<Row>& rows, const std::vector<Summary>& lines,
+                          const std::string& md) {
   std::vector<nlohmann::json> jrows;
   for (const auto& r : rows) jrows.push_back(to_json(r));
   report["rows"] = jrows;
   std::vector<nlohmann::json> jsummary;
-  for (const auto& l : summarise(rows)) jsummary.push_back({{"name", l.mean.name}, {"seeds", l.n}, {"mean", to_json(l.mean)}, {"sd", to_json(l.sd)}});
+  for (const auto& l : lines) jsummary.push_back({{"name", l.mean.name}, {"seeds", l.n}, {"mean", to_json(l.mean)}, {"sd", to_json(l.sd)}});
   report["summary"] = jsummary;
   di::io::write_text_file_atomically((out / "metrics.json").string(), report.dump(2) + "\n", "metrics.json");
   std::string csv =
